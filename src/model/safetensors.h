@@ -1,0 +1,52 @@
+// safetensors checkpoints, memory-mapped: a single model.safetensors or a sharded set
+// named by model.safetensors.index.json. Tensors come back as zero-copy views in their
+// file dtype (bf16/fp16/fp32/int), kept alive by the mapping.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "core/tensor.h"
+
+namespace longctx {
+
+struct SafetensorsEntry {
+  DType dtype;
+  Shape shape;
+  size_t offset = 0;  // bytes from the start of the data section
+  size_t nbytes = 0;
+  int file = 0;  // index into the checkpoint's files
+};
+
+class Checkpoint {
+ public:
+  // dir holds model.safetensors, or model.safetensors.index.json and its shards; a path
+  // to a single .safetensors file also works. Validates every header (offsets inside the
+  // file, sizes matching dtype × shape, no overlap) before returning.
+  static Result<Checkpoint> open(const std::filesystem::path& dir_or_file);
+
+  bool has(const std::string& name) const { return entries_.count(name) != 0; }
+  std::vector<std::string> names() const;
+  // A view of the named tensor; NotFound names the checkpoint when absent.
+  Result<Tensor> get(const std::string& name) const;
+  // Same, and checks the shape: InvalidArgument "tensor X in FILE has shape [..], expected [..]".
+  Result<Tensor> get(const std::string& name, const Shape& expected_shape) const;
+  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  std::string describe() const;  // the path(s), for error messages
+
+ private:
+  struct MappedFile;
+  std::vector<std::shared_ptr<MappedFile>> files_;
+  std::map<std::string, SafetensorsEntry> entries_;
+  std::map<std::string, std::string> metadata_;
+};
+
+// Writes tensors (any CPU layout; written contiguous, in their dtype) to one file.
+Status write_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor>& tensors,
+                         const std::map<std::string, std::string>& metadata = {});
+
+}  // namespace longctx

@@ -1,0 +1,27 @@
+// y[M,N] = x[M,K] · W[N,K]ᵀ (+ bias[N]) — the Hugging Face nn.Linear layout.
+// x and y are fp32; W may be fp32 (straight OpenBLAS sgemm) or bf16/fp16 (converted to
+// fp32 in row panels into scratch, then sgemm: fp32 accumulation either way).
+#pragma once
+
+#include <cstdint>
+
+#include "core/dtype.h"
+
+namespace longctx::cpu {
+
+struct LinearParams {
+  const float* x = nullptr;  // [m, k], row stride k
+  const void* w = nullptr;   // [n, k] in w_dtype, row-major
+  DType w_dtype = DType::kF32;
+  const float* bias = nullptr;  // [n] or null
+  float* y = nullptr;           // [m, n], row stride n
+  int64_t m = 0, n = 0, k = 0;
+  bool accumulate = false;  // y += x·Wᵀ instead of y = x·Wᵀ (residual fused into the GEMM)
+};
+
+void linear(const LinearParams& p);
+
+// Plain row-major sgemm C[m,n] = A[m,k]·B[n,k]ᵀ — the peer the benchmark compares against.
+void sgemm_nt(const float* a, const float* b, float* c, int64_t m, int64_t n, int64_t k);
+
+}  // namespace longctx::cpu
