@@ -7,7 +7,6 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
-#include <variant>
 
 namespace longctx {
 
@@ -61,15 +60,12 @@ class StatusError : public std::runtime_error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design
-  Result(Status status) : v_(std::move(status)) { assert(!std::get<Status>(v_).is_ok()); }  // NOLINT
+  Result(T value) : value_(std::move(value)) {}  // NOLINT: implicit by design
+  Result(Status status) : status_(std::move(status)) { assert(!status_.is_ok()); }  // NOLINT
 
-  bool is_ok() const { return std::holds_alternative<T>(v_); }
+  bool is_ok() const { return value_.has_value(); }
   explicit operator bool() const { return is_ok(); }
-  const Status& status() const {
-    static const Status kOk;
-    return is_ok() ? kOk : std::get<Status>(v_);
-  }
+  const Status& status() const { return status_; }
   T& value() & { return checked(); }
   const T& value() const& { return const_cast<Result*>(this)->checked(); }
   T&& value() && { return std::move(checked()); }
@@ -79,10 +75,11 @@ class [[nodiscard]] Result {
 
  private:
   T& checked() {
-    if (!is_ok()) throw StatusError(std::get<Status>(v_));
-    return std::get<T>(v_);
+    if (!value_) throw StatusError(status_);
+    return *value_;
   }
-  std::variant<T, Status> v_;
+  Status status_;  // OK exactly when value_ holds a value
+  std::optional<T> value_;
 };
 
 inline Status status_of(Status s) { return s; }

@@ -5,10 +5,9 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "core/status.h"
 
@@ -33,33 +32,33 @@ struct ModelConfig {
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
-  int64_t num_layers = 0;     // num_hidden_layers
-  int64_t num_heads = 0;      // num_attention_heads
-  int64_t num_kv_heads = 0;   // num_key_value_heads (defaults to num_heads)
-  int64_t head_dim = 0;       // explicit head_dim, else hidden_size / num_heads
+  int64_t num_layers = 0;    // num_hidden_layers
+  int64_t num_heads = 0;     // num_attention_heads
+  int64_t num_kv_heads = 0;  // num_key_value_heads (defaults to num_heads)
+  int64_t head_dim = 0;      // explicit head_dim, else hidden_size / num_heads
   int64_t max_position_embeddings = 0;
   double rms_norm_eps = 1e-6;
   RopeConfig rope;
   bool tie_word_embeddings = false;
   bool qkv_bias = false;  // qwen2 always; llama's attention_bias
   bool mlp_bias = false;
-  bool qk_norm = false;   // qwen3 / qwen3_moe: RMSNorm over each head of q and k
+  bool qk_norm = false;  // qwen3 / qwen3_moe: RMSNorm over each head of q and k
   std::string hidden_act = "silu";
   std::string torch_dtype = "float32";  // "dtype" (5.x) or "torch_dtype" (4.x)
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;  // eos_token_id may be an int or a list
 
   // Mixture of experts (mixtral, qwen3_moe, deepseek_v3). num_experts = 0: dense.
-  int64_t num_experts = 0;            // num_local_experts / num_experts / n_routed_experts
+  int64_t num_experts = 0;  // num_local_experts / num_experts / n_routed_experts
   int64_t num_experts_per_tok = 0;
-  int64_t moe_intermediate_size = 0;  // qwen3_moe, deepseek_v3 (mixtral uses intermediate_size)
-  bool norm_topk_prob = false;        // mixtral: always true (softmax over the top-k)
-  int64_t decoder_sparse_step = 1;    // qwen3_moe
+  int64_t moe_intermediate_size = 0;     // per-expert MLP width (mixtral: = intermediate_size)
+  bool norm_topk_prob = false;           // mixtral: always true (softmax over the top-k)
+  int64_t decoder_sparse_step = 1;       // qwen3_moe
   std::vector<int64_t> mlp_only_layers;  // qwen3_moe
-  int64_t n_shared_experts = 0;       // deepseek_v3
-  int64_t n_group = 1, topk_group = 1;  // deepseek_v3 group-limited routing
+  int64_t n_shared_experts = 0;          // deepseek_v3
+  int64_t n_group = 1, topk_group = 1;   // deepseek_v3 group-limited routing
   double routed_scaling_factor = 1.0;
-  std::string scoring_func = "softmax";  // deepseek_v3: "sigmoid"
+  std::string scoring_func = "softmax";  // deepseek_v3: "sigmoid" unless the file says otherwise
   int64_t first_k_dense_replace = 0;
 
   // Multi-head latent attention (deepseek_v3).

@@ -1,6 +1,8 @@
 // safetensors checkpoints, memory-mapped: a single model.safetensors or a sharded set
 // named by model.safetensors.index.json. Tensors come back as zero-copy views in their
-// file dtype (bf16/fp16/fp32/int), kept alive by the mapping.
+// file dtype (bf16/fp16/fp32/int), kept alive by the mapping. The mapping is read-only
+// (PROT_READ, so a 400 GB checkpoint costs no commit charge): writing through a view
+// faults; copy first (Tensor::clone / to) to modify weights.
 #pragma once
 
 #include <filesystem>
@@ -43,9 +45,12 @@ class Checkpoint {
   std::vector<std::shared_ptr<MappedFile>> files_;
   std::map<std::string, SafetensorsEntry> entries_;
   std::map<std::string, std::string> metadata_;
+  std::string source_;  // what describe() returns
 };
 
-// Writes tensors (any CPU layout; written contiguous, in their dtype) to one file.
+// Writes tensors (any CPU layout; written contiguous, in their dtype) to one file: header
+// padded with spaces to a multiple of 8, tensors in name order. Streams tensor by tensor
+// (a non-contiguous tensor is copied alone), into PATH.tmp renamed over PATH at the end.
 Status write_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor>& tensors,
                          const std::map<std::string, std::string>& metadata = {});
 

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# CPU forward benchmark: tiny preset and a Qwen3-0.6B-shaped model, bf16 and fp32
+# weights. Appends a section to bench/RESULTS.md and the raw JSON to bench/results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh
+mkdir -p models bench/results
+for preset in tiny 0.6b; do
+  [ -f "models/qwen3-$preset/model.safetensors" ] ||
+    ./build/src/longctx make-model --arch qwen3 --preset "$preset" --out "models/qwen3-$preset"
+done
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}"
+stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bench || echo "+dirty")
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+json=bench/results/cpu_forward_$(date -u +%Y%m%d_%H%M%S).json
+: > "$json"
+run() { ./build/bench/longctx_bench "$@" | tee -a "$json"; }
+{
+  echo
+  echo "## CPU forward — $stamp"
+  echo
+  echo "Machine: $cpu, $(nproc) cores (OMP_NUM_THREADS=$OMP_NUM_THREADS). Commit: $commit."
+  echo "Prefill of 512 tokens, then 32 decode steps; medians of 3 runs. GEMM share: the"
+  echo "prefill's GEMMs replayed in isolation over the whole prefill time. Peer: OpenBLAS"
+  echo "sgemm (fp32) of the same shapes in the same run; ratio = sgemm time / our time."
+  echo
+  echo "| model | weights | prefill tok/s | decode tok/s | GEMM share of prefill | our GEMMs vs sgemm |"
+  echo "|---|---|---|---|---|---|"
+} >> bench/RESULTS.md
+for preset in tiny 0.6b; do
+  for dt in bf16 f32; do
+    line=$(run --model "models/qwen3-$preset" --dtype "$dt" --prefill-tokens 512 --decode-tokens 32 --repeats 3)
+    python3 - "$line" "$preset" >> bench/RESULTS.md <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+print(f"| qwen3/{sys.argv[2]} | {r['weights']} | {r['prefill_tok_s']:.1f} | {r['decode_tok_s']:.2f} | "
+      f"{100*r['prefill_gemm_share']:.0f}% | {100*r['gemm_vs_sgemm']:.0f}% |")
+PY
+  done
+done
+echo "results: bench/RESULTS.md, $json"

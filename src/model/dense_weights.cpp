@@ -1,0 +1,131 @@
+#include "model/dense_weights.h"
+
+#include <cstring>
+#include <string>
+
+namespace longctx {
+namespace {
+
+// Concatenates matrices along rows into one owned tensor of `dtype`.
+Tensor concat_rows(const std::vector<Tensor>& parts, DType dtype) {
+  int64_t rows = 0;
+  const int64_t cols = parts.front().size(-1);
+  for (const Tensor& p : parts) rows += p.size(0);
+  Tensor out = Tensor::empty({rows, cols}, dtype);
+  int64_t r = 0;
+  for (const Tensor& p : parts) {
+    out.slice(0, r, r + p.size(0)).copy_from(p);
+    r += p.size(0);
+  }
+  return out;
+}
+
+Tensor concat_vectors(const std::vector<Tensor>& parts) {
+  int64_t n = 0;
+  for (const Tensor& p : parts) n += p.numel();
+  Tensor out = Tensor::empty({n}, DType::kF32);
+  int64_t at = 0;
+  for (const Tensor& p : parts) {
+    out.slice(0, at, at + p.numel()).copy_from(p);
+    at += p.numel();
+  }
+  return out;
+}
+
+// A matrix in the requested dtype: the zero-copy mmap view when nothing changes.
+Tensor as_dtype(const Tensor& t, std::optional<DType> dtype) {
+  if (!dtype || *dtype == t.dtype()) return t;
+  return t.to(*dtype);
+}
+
+class Loader {
+ public:
+  Loader(const Checkpoint& ckpt, std::optional<DType> dtype) : ckpt_(ckpt), dtype_(dtype) {}
+
+  Result<Tensor> matrix(const std::string& name, int64_t rows, int64_t cols) {
+    LONGCTX_ASSIGN_OR_RETURN(Tensor t, ckpt_.get(name, {rows, cols}));
+    LONGCTX_RETURN_IF_ERROR(check_float(name, t));
+    return t;
+  }
+  Result<Tensor> vector_f32(const std::string& name, int64_t n) {
+    LONGCTX_ASSIGN_OR_RETURN(Tensor t, ckpt_.get(name, {n}));
+    LONGCTX_RETURN_IF_ERROR(check_float(name, t));
+    return t.to(DType::kF32);
+  }
+  DType fused_dtype(const Tensor& first) const { return dtype_ ? *dtype_ : first.dtype(); }
+  std::optional<DType> dtype() const { return dtype_; }
+
+ private:
+  Status check_float(const std::string& name, const Tensor& t) const {
+    if (t.dtype() == DType::kF32 || t.dtype() == DType::kBF16 || t.dtype() == DType::kF16) return Status::ok();
+    return invalid_argument("tensor '" + name + "' in " + ckpt_.describe() + " has dtype " +
+                            dtype_name(t.dtype()) + ", expected a float type (f32, bf16 or f16)");
+  }
+  const Checkpoint& ckpt_;
+  std::optional<DType> dtype_;
+};
+
+}  // namespace
+
+Result<DenseWeights> load_dense_weights(const Checkpoint& ckpt, const ModelConfig& cfg,
+                                        std::optional<DType> dtype) {
+  if (cfg.is_moe() || cfg.is_mla())
+    return unimplemented(std::string("load_dense_weights: ") + architecture_name(cfg.arch) +
+                         " is not a dense Llama-family architecture");
+  Loader ld(ckpt, dtype);
+  const int64_t hidden = cfg.hidden_size, d = cfg.head_dim, hq = cfg.num_heads, hkv = cfg.num_kv_heads;
+  const int64_t inter = cfg.intermediate_size, vocab = cfg.vocab_size;
+
+  DenseWeights w;
+  LONGCTX_ASSIGN_OR_RETURN(Tensor embed, ld.matrix("model.embed_tokens.weight", vocab, hidden));
+  w.embed_tokens = as_dtype(embed, dtype);
+  LONGCTX_ASSIGN_OR_RETURN(w.final_norm, ld.vector_f32("model.norm.weight", hidden));
+  if (cfg.tie_word_embeddings && !ckpt.has("lm_head.weight")) {
+    w.lm_head = w.embed_tokens;
+  } else {
+    LONGCTX_ASSIGN_OR_RETURN(Tensor head, ld.matrix("lm_head.weight", vocab, hidden));
+    w.lm_head = as_dtype(head, dtype);
+  }
+
+  w.layers.resize(static_cast<size_t>(cfg.num_layers));
+  for (int64_t l = 0; l < cfg.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    DenseLayerWeights& lw = w.layers[static_cast<size_t>(l)];
+    LONGCTX_ASSIGN_OR_RETURN(lw.input_norm, ld.vector_f32(p + "input_layernorm.weight", hidden));
+    LONGCTX_ASSIGN_OR_RETURN(lw.post_attention_norm, ld.vector_f32(p + "post_attention_layernorm.weight", hidden));
+    LONGCTX_ASSIGN_OR_RETURN(Tensor q, ld.matrix(p + "self_attn.q_proj.weight", hq * d, hidden));
+    LONGCTX_ASSIGN_OR_RETURN(Tensor k, ld.matrix(p + "self_attn.k_proj.weight", hkv * d, hidden));
+    LONGCTX_ASSIGN_OR_RETURN(Tensor v, ld.matrix(p + "self_attn.v_proj.weight", hkv * d, hidden));
+    lw.qkv = concat_rows({q, k, v}, ld.fused_dtype(q));
+    if (cfg.qkv_bias) {
+      LONGCTX_ASSIGN_OR_RETURN(Tensor qb, ld.vector_f32(p + "self_attn.q_proj.bias", hq * d));
+      LONGCTX_ASSIGN_OR_RETURN(Tensor kb, ld.vector_f32(p + "self_attn.k_proj.bias", hkv * d));
+      LONGCTX_ASSIGN_OR_RETURN(Tensor vb, ld.vector_f32(p + "self_attn.v_proj.bias", hkv * d));
+      lw.qkv_bias = concat_vectors({qb, kb, vb});
+    }
+    if (cfg.qk_norm) {
+      LONGCTX_ASSIGN_OR_RETURN(lw.q_norm, ld.vector_f32(p + "self_attn.q_norm.weight", d));
+      LONGCTX_ASSIGN_OR_RETURN(lw.k_norm, ld.vector_f32(p + "self_attn.k_norm.weight", d));
+    }
+    LONGCTX_ASSIGN_OR_RETURN(Tensor o, ld.matrix(p + "self_attn.o_proj.weight", hidden, hq * d));
+    lw.o_proj = as_dtype(o, dtype);
+    // transformers' Llama puts attention_bias on o_proj as well; Qwen2 biases q/k/v only.
+    if (cfg.qkv_bias && cfg.arch == Architecture::kLlama) {
+      LONGCTX_ASSIGN_OR_RETURN(lw.o_bias, ld.vector_f32(p + "self_attn.o_proj.bias", hidden));
+    }
+    LONGCTX_ASSIGN_OR_RETURN(Tensor gate, ld.matrix(p + "mlp.gate_proj.weight", inter, hidden));
+    LONGCTX_ASSIGN_OR_RETURN(Tensor up, ld.matrix(p + "mlp.up_proj.weight", inter, hidden));
+    lw.gate_up = concat_rows({gate, up}, ld.fused_dtype(gate));
+    LONGCTX_ASSIGN_OR_RETURN(Tensor down, ld.matrix(p + "mlp.down_proj.weight", hidden, inter));
+    lw.down = as_dtype(down, dtype);
+    if (cfg.mlp_bias) {
+      LONGCTX_ASSIGN_OR_RETURN(Tensor gb, ld.vector_f32(p + "mlp.gate_proj.bias", inter));
+      LONGCTX_ASSIGN_OR_RETURN(Tensor ub, ld.vector_f32(p + "mlp.up_proj.bias", inter));
+      lw.gate_up_bias = concat_vectors({gb, ub});
+      LONGCTX_ASSIGN_OR_RETURN(lw.down_bias, ld.vector_f32(p + "mlp.down_proj.bias", hidden));
+    }
+  }
+  return w;
+}
+
+}  // namespace longctx

@@ -1,0 +1,73 @@
+// A checkpoint that does not match its config fails with an error naming the tensor.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <cstring>
+#include <map>
+
+#include "model/dense_model.h"
+#include "model/safetensors.h"
+#include "model/safetensors_writer.h"
+
+namespace longctx {
+namespace {
+
+namespace fs = std::filesystem;
+const fs::path kLlama = fs::path(LONGCTX_TEST_DATA_DIR) / "hf" / "llama_gqa";
+
+// Copies the (fp32) llama fixture into a temp dir, dropping `drop` and reshaping `reshape`.
+fs::path altered_copy(const std::string& tag, const std::string& drop, const std::string& reshape) {
+  const fs::path dir = fs::temp_directory_path() / ("longctx_weights_" + tag + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  fs::copy_file(kLlama / "config.json", dir / "config.json");
+  auto src = Checkpoint::open(kLlama).value();
+  std::vector<SafetensorsTensorSpec> specs;
+  for (const auto& name : src.names()) {
+    if (name == drop) continue;
+    Tensor t = src.get(name).value();
+    Shape shape = t.shape();
+    if (name == reshape) shape = {shape[0] / 2, shape[1]};
+    specs.push_back({name, t.dtype(), shape});
+  }
+  Status st = write_safetensors_streaming(dir / "model.safetensors", specs,
+                                          [&](const SafetensorsTensorSpec& s, int64_t first, int64_t count, void* dst) {
+                                            Tensor t = src.get(s.name).value();
+                                            std::memcpy(dst, t.data<char>() + first * 4, size_t(count) * 4);
+                                          });
+  EXPECT_TRUE(st.is_ok()) << st.to_string();
+  return dir;
+}
+
+TEST(DenseWeights, MissingTensorIsNamed) {
+  const fs::path dir = altered_copy("missing", "model.layers.1.mlp.up_proj.weight", "");
+  auto m = DenseModel::load(dir);
+  ASSERT_FALSE(m.is_ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(m.status().message().find("model.layers.1.mlp.up_proj.weight"), std::string::npos)
+      << m.status().message();
+  fs::remove_all(dir);
+}
+
+TEST(DenseWeights, WrongShapeIsNamedWithBothShapes) {
+  const fs::path dir = altered_copy("shape", "", "model.layers.0.self_attn.q_proj.weight");
+  auto m = DenseModel::load(dir);
+  ASSERT_FALSE(m.is_ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kInvalidArgument);
+  const std::string& msg = m.status().message();
+  EXPECT_NE(msg.find("model.layers.0.self_attn.q_proj.weight"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[32, 64]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("[64, 64]"), std::string::npos) << msg;
+  fs::remove_all(dir);
+}
+
+TEST(DenseWeights, MoeArchitectureIsNotLoadedAsDense) {
+  auto m = DenseModel::load(fs::path(LONGCTX_TEST_DATA_DIR) / "hf" / "mixtral_moe");
+  ASSERT_FALSE(m.is_ok());
+  EXPECT_EQ(m.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(m.status().message().find("MixtralForCausalLM"), std::string::npos) << m.status().message();
+}
+
+}  // namespace
+}  // namespace longctx
