@@ -176,14 +176,14 @@ Status make_model(const ModelPreset& preset, const MakeModelOptions& opts) {
   auto fill = [&](const SafetensorsTensorSpec& s, int64_t first, int64_t count, void* dst) {
     const bool norm = s.name.find("norm") != std::string::npos;
     const uint64_t stream = splitmix64(opts.seed ^ std::hash<std::string>{}(s.name));
+    std::vector<float> values(static_cast<size_t>(count));
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < count; ++i) {
       const double u = static_cast<double>(splitmix64(stream + static_cast<uint64_t>(first + i)) >> 11) * 0x1.0p-53;
       const float x = static_cast<float>(2.0 * u - 1.0);
-      const float value = norm ? 1.0f + 0.1f * x : half_width * x;
-      convert_elements(&value, DType::kF32, static_cast<char*>(dst) + static_cast<size_t>(i) * dtype_size(s.dtype),
-                       s.dtype, 1);
+      values[static_cast<size_t>(i)] = norm ? 1.0f + 0.1f * x : half_width * x;
     }
+    convert_elements(values.data(), DType::kF32, dst, s.dtype, static_cast<size_t>(count));
   };
   return write_safetensors_streaming(opts.out_dir / "model.safetensors", std::move(specs), fill,
                                      {{"format", "pt"}});

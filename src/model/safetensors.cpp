@@ -209,20 +209,6 @@ Result<json> read_json_file(const fs::path& path) {
   return j;
 }
 
-Status write_all(int fd, const void* data, size_t n, const fs::path& path) {
-  const auto* p = static_cast<const char*>(data);
-  while (n > 0) {
-    const ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t{1} << 30));
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return internal_error("cannot write " + path.string() + ": " + std::strerror(errno));
-    }
-    p += w;
-    n -= static_cast<size_t>(w);
-  }
-  return Status::ok();
-}
-
 }  // namespace
 
 struct Checkpoint::MappedFile {
@@ -324,56 +310,5 @@ Result<Tensor> Checkpoint::get(const std::string& name, const Shape& expected_sh
 }
 
 std::string Checkpoint::describe() const { return source_; }
-
-Status write_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor>& tensors,
-                         const std::map<std::string, std::string>& metadata) {
-  json header = json::object();
-  if (!metadata.empty()) header["__metadata__"] = metadata;
-  uint64_t offset = 0;
-  for (const auto& [name, t] : tensors) {  // std::map: name order, which is also data order
-    if (name == "__metadata__")
-      return invalid_argument(path.string() + ": '__metadata__' is not a tensor name");
-    if (!t.device().is_cpu())
-      return invalid_argument(path.string() + ": tensor '" + name + "' is on " + t.device().to_string() +
-                              "; copy it to the CPU before writing");
-    if (!t.defined()) return invalid_argument(path.string() + ": tensor '" + name + "' is undefined");
-    header[name] = {{"dtype", safetensors_dtype_name(t.dtype())},
-                    {"shape", t.shape()},
-                    {"data_offsets", {offset, offset + t.nbytes()}}};
-    offset += t.nbytes();
-  }
-  std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');  // data section starts 8-byte aligned
-
-  const fs::path tmp = path.string() + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return invalid_argument("cannot create " + tmp.string() + ": " + std::strerror(errno));
-  auto write_everything = [&]() -> Status {
-    unsigned char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(uint64_t(text.size()) >> (8 * i));
-    LONGCTX_RETURN_IF_ERROR(write_all(fd, len, 8, tmp));
-    LONGCTX_RETURN_IF_ERROR(write_all(fd, text.data(), text.size(), tmp));
-    for (const auto& [name, t] : tensors) {
-      if (t.is_contiguous()) {
-        LONGCTX_RETURN_IF_ERROR(write_all(fd, t.raw(), t.nbytes(), tmp));
-      } else {
-        const Tensor c = t.contiguous();  // one tensor at a time, never the whole checkpoint
-        LONGCTX_RETURN_IF_ERROR(write_all(fd, c.raw(), c.nbytes(), tmp));
-      }
-    }
-    return Status::ok();
-  };
-  Status st = write_everything();
-  if (::close(fd) != 0 && st.is_ok())
-    st = internal_error("cannot close " + tmp.string() + ": " + std::strerror(errno));
-  std::error_code ec;
-  if (st.is_ok()) {
-    fs::rename(tmp, path, ec);
-    if (ec)
-      st = internal_error("cannot rename " + tmp.string() + " to " + path.string() + ": " + ec.message());
-  }
-  if (!st.is_ok()) fs::remove(tmp, ec);
-  return st;
-}
 
 }  // namespace longctx

@@ -48,10 +48,4 @@ class Checkpoint {
   std::string source_;  // what describe() returns
 };
 
-// Writes tensors (any CPU layout; written contiguous, in their dtype) to one file: header
-// padded with spaces to a multiple of 8, tensors in name order. Streams tensor by tensor
-// (a non-contiguous tensor is copied alone), into PATH.tmp renamed over PATH at the end.
-Status write_safetensors(const std::filesystem::path& path, const std::map<std::string, Tensor>& tensors,
-                         const std::map<std::string, std::string>& metadata = {});
-
 }  // namespace longctx

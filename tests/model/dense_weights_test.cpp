@@ -3,7 +3,6 @@
 
 #include <filesystem>
 #include <fstream>
-#include <cstring>
 #include <map>
 
 #include "model/dense_model.h"
@@ -16,26 +15,20 @@ namespace {
 namespace fs = std::filesystem;
 const fs::path kLlama = fs::path(LONGCTX_TEST_DATA_DIR) / "hf" / "llama_gqa";
 
-// Copies the (fp32) llama fixture into a temp dir, dropping `drop` and reshaping `reshape`.
+// Copies the llama fixture into a temp dir, dropping `drop` and reshaping `reshape`.
 fs::path altered_copy(const std::string& tag, const std::string& drop, const std::string& reshape) {
   const fs::path dir = fs::temp_directory_path() / ("longctx_weights_" + tag + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   fs::copy_file(kLlama / "config.json", dir / "config.json");
   auto src = Checkpoint::open(kLlama).value();
-  std::vector<SafetensorsTensorSpec> specs;
+  std::map<std::string, Tensor> tensors;
   for (const auto& name : src.names()) {
     if (name == drop) continue;
     Tensor t = src.get(name).value();
-    Shape shape = t.shape();
-    if (name == reshape) shape = {shape[0] / 2, shape[1]};
-    specs.push_back({name, t.dtype(), shape});
+    tensors[name] = name == reshape ? t.slice(0, 0, t.size(0) / 2) : t;
   }
-  Status st = write_safetensors_streaming(dir / "model.safetensors", specs,
-                                          [&](const SafetensorsTensorSpec& s, int64_t first, int64_t count, void* dst) {
-                                            Tensor t = src.get(s.name).value();
-                                            std::memcpy(dst, t.data<char>() + first * 4, size_t(count) * 4);
-                                          });
+  Status st = write_safetensors(dir / "model.safetensors", tensors);
   EXPECT_TRUE(st.is_ok()) << st.to_string();
   return dir;
 }

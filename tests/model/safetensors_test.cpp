@@ -1,4 +1,5 @@
 #include "model/safetensors.h"
+#include "model/safetensors_writer.h"
 
 #include <gtest/gtest.h>
 

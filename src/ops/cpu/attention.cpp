@@ -78,8 +78,8 @@ float exp_and_sum(float* s, int64_t n, float m) {
 }
 
 struct ItemShape {
-  int64_t group;      // q heads per kv head
-  int64_t q_per_item; // queries per work item
+  int64_t group;       // q heads per kv head
+  int64_t q_per_item;  // queries per work item
   int64_t q_stride, kv_stride;
   float scale;
 };
@@ -89,8 +89,11 @@ struct ItemShape {
 struct Scratch {
   std::vector<float> q, s, o, m, l;
   Scratch(int64_t rows, int64_t d)
-      : q(static_cast<size_t>(rows * d)), s(static_cast<size_t>(rows * kKeyBlock)), o(static_cast<size_t>(rows * d)),
-        m(static_cast<size_t>(rows)), l(static_cast<size_t>(rows)) {}
+      : q(static_cast<size_t>(rows * d)),
+        s(static_cast<size_t>(rows * kKeyBlock)),
+        o(static_cast<size_t>(rows * d)),
+        m(static_cast<size_t>(rows)),
+        l(static_cast<size_t>(rows)) {}
 };
 
 void attend_item(const AttentionParams& p, const ItemShape& sh, int64_t qb, int64_t g, Scratch& ws) {
@@ -138,8 +141,8 @@ void attend_item(const AttentionParams& p, const ItemShape& sh, int64_t qb, int6
     const float* kp = p.k + kb * sh.kv_stride + g * d;
     const float* vp = p.v + kb * sh.kv_stride + g * d;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(bk),
-                static_cast<int>(d), 1.0f, qs, static_cast<int>(d), kp, static_cast<int>(sh.kv_stride), 0.0f, s,
-                static_cast<int>(kKeyBlock));
+                static_cast<int>(d), 1.0f, qs, static_cast<int>(d), kp, static_cast<int>(sh.kv_stride), 0.0f,
+                s, static_cast<int>(kKeyBlock));
     for (int64_t r = 0; r < rows; ++r) {
       float* sr = s + r * kKeyBlock;
       if (needs_mask) {
@@ -167,8 +170,8 @@ void attend_item(const AttentionParams& p, const ItemShape& sh, int64_t qb, int6
       m[r] = m_new;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(d),
-                static_cast<int>(bk), 1.0f, s, static_cast<int>(kKeyBlock), vp, static_cast<int>(sh.kv_stride), 1.0f,
-                o, static_cast<int>(d));
+                static_cast<int>(bk), 1.0f, s, static_cast<int>(kKeyBlock), vp,
+                static_cast<int>(sh.kv_stride), 1.0f, o, static_cast<int>(d));
   }
 
   for (int64_t r = 0; r < rows; ++r) {
@@ -191,7 +194,8 @@ void attention(const AttentionParams& p) {
   if (p.num_q <= 0 || p.num_q_heads <= 0 || p.head_dim <= 0) return;
   if (p.num_kv_heads <= 0 || p.num_q_heads % p.num_kv_heads != 0)
     throw std::invalid_argument("attention: num_q_heads " + std::to_string(p.num_q_heads) +
-                                " must be a positive multiple of num_kv_heads " + std::to_string(p.num_kv_heads));
+                                " must be a positive multiple of num_kv_heads " +
+                                std::to_string(p.num_kv_heads));
   ItemShape sh;
   sh.group = p.num_q_heads / p.num_kv_heads;
   sh.q_per_item = std::max<int64_t>(1, kRowsPerItem / sh.group);
@@ -213,8 +217,8 @@ void attention(const AttentionParams& p) {
   }
 }
 
-void merge_attention_states(const float* o_a, const float* lse_a, const float* o_b, const float* lse_b, float* o_out,
-                            float* lse_out, int64_t rows, int64_t head_dim) {
+void merge_attention_states(const float* o_a, const float* lse_a, const float* o_b, const float* lse_b,
+                            float* o_out, float* lse_out, int64_t rows, int64_t head_dim) {
 #pragma omp parallel for schedule(static) if (rows * head_dim > 65536)
   for (int64_t r = 0; r < rows; ++r) {
     const float a = lse_a[r], b = lse_b[r];  // read both before lse_out (may alias lse_a) is written

@@ -18,9 +18,7 @@ namespace longctx::cpu::detail {
 // otherwise the exact scalar conversion from core/dtype.
 inline void widen_to_f32(const void* src, DType dtype, float* dst, int64_t n) {
   switch (dtype) {
-    case DType::kF32:
-      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-      return;
+    case DType::kF32: std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float)); return;
     case DType::kBF16: {
       const uint16_t* s = static_cast<const uint16_t*>(src);
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);

@@ -1,7 +1,6 @@
 #include "ops/cpu/linear.h"
 
 #include <cblas.h>
-
 #include <omp.h>
 
 #include <algorithm>
@@ -90,7 +89,8 @@ void linear_panels(const LinearParams& p) {
     // faulted on every call (every layer, every step); OpenMP workers persist, so each
     // keeps its buffer. Per thread, so concurrent callers (CPU ranks as threads) are safe.
     thread_local std::vector<float> scratch;
-    if (scratch.size() < static_cast<size_t>(rows * p.k)) scratch.resize(static_cast<size_t>(panel_rows * p.k));
+    if (scratch.size() < static_cast<size_t>(rows * p.k))
+      scratch.resize(static_cast<size_t>(panel_rows * p.k));
     float* panel = scratch.data();
     for (int64_t j = 0; j < rows; ++j)
       detail::widen_to_f32(w + static_cast<size_t>((j0 + j) * p.k) * esize, p.w_dtype, panel + j * p.k, p.k);
@@ -123,8 +123,8 @@ void linear(const LinearParams& p) {
                   static_cast<int>(p.k), p.x, 1, 1.0f, p.y, 1);
     } else {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(p.m), static_cast<int>(p.n),
-                  static_cast<int>(p.k), 1.0f, p.x, static_cast<int>(p.k), w, static_cast<int>(p.k), beta, p.y,
-                  static_cast<int>(p.n));
+                  static_cast<int>(p.k), 1.0f, p.x, static_cast<int>(p.k), w, static_cast<int>(p.k), beta,
+                  p.y, static_cast<int>(p.n));
     }
     if (p.bias) add_bias(p.y, p.bias, p.m, p.n);
     return;

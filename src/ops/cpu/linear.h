@@ -1,6 +1,10 @@
 // y[M,N] = x[M,K] · W[N,K]ᵀ (+ bias[N]) — the Hugging Face nn.Linear layout.
 // x and y are fp32; W may be fp32 (straight OpenBLAS sgemm) or bf16/fp16 (converted to
-// fp32 in row panels into scratch, then sgemm: fp32 accumulation either way).
+// fp32 in row panels into scratch, then sgemm: fp32 accumulation either way). m <= 4
+// with bf16/fp16 W skips the conversion pass: one read of W, dot products on the fly.
+// Speed rests on OpenBLAS picking the right kernel: 0.3.21 does not know Sapphire/
+// Emerald Rapids (family 6, models 143/207) and falls back to "Prescott" (SSE3), 3-5x
+// slower; run with OPENBLAS_CORETYPE=SkylakeX there (openblas_get_corename() tells).
 #pragma once
 
 #include <cstdint>

@@ -11,7 +11,7 @@ void rms_norm(const float* x, const float* weight, float* out, int64_t rows, int
 
 // residual[r,:] += x[r,:]; out[r,:] = rmsnorm(residual[r,:]) · weight (the fused
 // "add + norm" between sublayers; out may alias x).
-void add_rms_norm(float* residual, const float* x, const float* weight, float* out, int64_t rows,
-                  int64_t dim, float eps);
+void add_rms_norm(float* residual, const float* x, const float* weight, float* out, int64_t rows, int64_t dim,
+                  float eps);
 
 }  // namespace longctx::cpu

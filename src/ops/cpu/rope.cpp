@@ -9,8 +9,9 @@ namespace longctx::cpu {
 void apply_rope(const RopeParams& p) {
   const int64_t rot = p.rotary_dim ? p.rotary_dim : p.head_dim;
   if (rot % 2 != 0 || rot > p.head_dim || rot > kMaxRotaryDim)
-    throw std::invalid_argument("apply_rope: rotary_dim " + std::to_string(rot) + " must be even, <= head_dim " +
-                                std::to_string(p.head_dim) + " and <= " + std::to_string(kMaxRotaryDim));
+    throw std::invalid_argument("apply_rope: rotary_dim " + std::to_string(rot) +
+                                " must be even, <= head_dim " + std::to_string(p.head_dim) +
+                                " and <= " + std::to_string(kMaxRotaryDim));
   const int64_t half = rot / 2;
   const int64_t token_stride = p.token_stride ? p.token_stride : p.num_heads * p.head_dim;
 #pragma omp parallel for schedule(static) if (p.num_tokens * p.num_heads * rot > 32768)

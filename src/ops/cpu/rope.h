@@ -34,8 +34,8 @@ struct RopeParams {
   // first rope element: head_dim stays the head stride, and rotary_dim = the rope width.
   float* x = nullptr;
   int64_t num_tokens = 0, num_heads = 0, head_dim = 0;
-  int64_t token_stride = 0;          // elements between tokens (0 = num_heads·head_dim)
-  int64_t rotary_dim = 0;            // first rotary_dim dims rotate (0 = head_dim); even
+  int64_t token_stride = 0;            // elements between tokens (0 = num_heads·head_dim)
+  int64_t rotary_dim = 0;              // first rotary_dim dims rotate (0 = head_dim); even
   const int32_t* positions = nullptr;  // [num_tokens], any order (need not be contiguous)
   const double* inv_freq = nullptr;    // [rotary_dim / 2]
   RopeStyle style = RopeStyle::kRotateHalf;
