@@ -1,0 +1,20 @@
+// Subcommands of the `longctx` CLI. Each registers its flags on the app and returns
+// the function that runs it once parsing succeeded (exit code as the result).
+#pragma once
+
+#include <functional>
+
+#include <CLI/CLI.hpp>
+
+namespace longctx::apps {
+
+using CommandRunner = std::function<int()>;
+
+void add_generate_command(CLI::App& app, CommandRunner& run);
+void add_tokenize_command(CLI::App& app, CommandRunner& run);
+void add_make_model_command(CLI::App& app, CommandRunner& run);
+
+// Prints "error: <message>" to stderr and returns the CLI's failure exit code (1).
+int fail(const std::string& message);
+
+}  // namespace longctx::apps
