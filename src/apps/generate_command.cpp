@@ -4,7 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "apps/batch_file.h"
 #include "apps/commands.h"
+#include "apps/engine_flags.h"
 #include "model/dense_model.h"
 #include "model/generation.h"
 #include "text/chat_template.h"
@@ -14,7 +16,8 @@ namespace longctx::apps {
 namespace {
 
 struct GenerateFlags {
-  std::string model, prompt, chat, prompt_ids, dtype;
+  std::string model, prompt, chat, prompt_ids, dtype, batch_file;
+  EngineFlags engine;
   int64_t max_tokens = 16;
   float temperature = 0.0f;
   uint64_t seed = 0;
@@ -43,8 +46,8 @@ Result<std::vector<int32_t>> parse_ids(std::string_view text) {
 }
 
 int run_generate(const GenerateFlags& f) {
-  const int sources = !f.prompt.empty() + !f.chat.empty() + !f.prompt_ids.empty();
-  if (sources != 1) return fail("give exactly one of --prompt, --chat, --prompt-ids");
+  const int sources = !f.prompt.empty() + !f.chat.empty() + !f.prompt_ids.empty() + !f.batch_file.empty();
+  if (sources != 1) return fail("give exactly one of --prompt, --chat, --prompt-ids, --batch-file");
   if (f.max_tokens < 0) return fail("--max-tokens must be >= 0");
   if (f.temperature < 0) return fail("--temperature must be >= 0 (0 is greedy)");
 
@@ -64,6 +67,18 @@ int run_generate(const GenerateFlags& f) {
     auto t = Tokenizer::load(f.model);
     if (!t.is_ok()) return fail(t.status().message());
     tok = std::move(*t);
+  }
+
+  if (!f.batch_file.empty()) {
+    std::optional<ChatTemplate> tmpl;
+    if (tok) {
+      auto t = ChatTemplate::load(f.model);
+      if (t.is_ok()) tmpl = std::move(*t);  // lines with "messages" report its absence
+    }
+    auto engine = LLMEngine::create(*model, tok ? &*tok : nullptr, f.engine.to_config());
+    if (!engine.is_ok()) return fail(engine.status().message());
+    return run_batch_file(f.batch_file, **engine, tok ? &*tok : nullptr, tmpl ? &*tmpl : nullptr,
+                          {f.max_tokens, f.temperature});
   }
 
   std::vector<int32_t> prompt;
@@ -140,6 +155,10 @@ void add_generate_command(CLI::App& app, CommandRunner& run) {
   cmd->add_option("--dtype", f->dtype, "Convert weights on load: float32, bfloat16, float16");
   cmd->add_option("--prefill-chunk", f->prefill_chunk, "Prefill the prompt in chunks of this many tokens (0 = one)")
       ->capture_default_str();
+  cmd->add_option("--batch-file", f->batch_file,
+                  "JSONL file, one request per line (prompt | prompt_token_ids | messages, plus OpenAI sampling "
+                  "fields); runs them concurrently and prints one JSON result per line");
+  f->engine.add_to(*cmd);
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Do not stop at the end-of-sequence token");
   cmd->add_flag("--json", f->json, "Print {\"token_ids\": [...], \"text\": \"...\"}");
   cmd->callback([f, &run] { run = [f] { return run_generate(*f); }; });

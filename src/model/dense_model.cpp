@@ -10,6 +10,7 @@
 #include "ops/cpu/embedding.h"
 #include "ops/cpu/linear.h"
 #include "ops/cpu/norm.h"
+#include "ops/cpu/paged_attention.h"
 #include "ops/cpu/rope.h"
 
 namespace longctx {
@@ -50,9 +51,14 @@ SequenceKV DenseModel::new_kv(int64_t capacity_tokens) const {
   return SequenceKV(cfg_.num_layers, cfg_.num_kv_heads, cfg_.head_dim, capacity_tokens);
 }
 
-void DenseModel::attention_block(int64_t layer, const float* normed, int64_t t, const int32_t* positions,
-                                 SequenceKV& kv, float* residual) const {
+KVCacheShape DenseModel::kv_cache_shape(int64_t num_blocks, int64_t block_size) const {
+  return {cfg_.num_layers, num_blocks, block_size, cfg_.num_kv_heads, cfg_.head_dim};
+}
+
+void DenseModel::attention_block(int64_t layer, const float* normed, const ForwardBatch& batch, PagedKVCache& cache,
+                                 float* residual) const {
   const DenseLayerWeights& lw = w_.layers[static_cast<size_t>(layer)];
+  const int64_t t = batch.num_tokens();
   const int64_t d = cfg_.head_dim, hq = cfg_.num_heads, hkv = cfg_.num_kv_heads;
   const int64_t q_width = hq * d, kv_width = hkv * d, qkv_width = q_width + 2 * kv_width;
 
@@ -77,7 +83,7 @@ void DenseModel::attention_block(int64_t layer, const float* normed, int64_t t, 
   rp.head_dim = d;
   rp.token_stride = qkv_width;
   rp.rotary_dim = cfg_.rotary_dim();
-  rp.positions = positions;
+  rp.positions = batch.positions.data();
   rp.inv_freq = inv_freq_.data();
   rp.style = cpu::RopeStyle::kRotateHalf;
   rp.x = q;
@@ -87,34 +93,28 @@ void DenseModel::attention_block(int64_t layer, const float* normed, int64_t t, 
   rp.num_heads = hkv;
   cpu::apply_rope(rp);
 
-  // Append this chunk's K/V after the cached prefix.
-  const int64_t start = kv.num_tokens();
-  float* kc = kv.k(layer);
-  float* vc = kv.v(layer);
-  for (int64_t i = 0; i < t; ++i) {
-    std::memcpy(kc + (start + i) * kv_width, k + i * qkv_width, static_cast<size_t>(kv_width) * sizeof(float));
-    std::memcpy(vc + (start + i) * kv_width, v + i * qkv_width, static_cast<size_t>(kv_width) * sizeof(float));
-  }
+  cpu::write_kv_cache(k, v, t, qkv_width, kv_width, batch.slots.data(), cache.k(layer), cache.v(layer));
 
   Tensor attn = Tensor::empty({t, q_width}, DType::kF32);
   Tensor lse = Tensor::empty({t, hq}, DType::kF32);
-  cpu::AttentionParams ap;
+  cpu::PagedAttentionParams ap;
   ap.q = q;
-  ap.k = kc;
-  ap.v = vc;
+  ap.q_stride = qkv_width;
   ap.out = attn.data<float>();
   ap.lse = lse.data<float>();
-  ap.num_q = t;
-  ap.num_kv = start + t;
+  ap.k_cache = cache.k(layer);
+  ap.v_cache = cache.v(layer);
+  ap.block_size = cache.shape().block_size;
+  ap.num_seqs = batch.num_seqs();
+  ap.q_begin = batch.q_begin.data();
+  ap.context_lens = batch.context_lens.data();
+  ap.block_tables = batch.block_tables.data();
+  ap.block_table_stride = batch.block_table_stride;
   ap.num_q_heads = hq;
   ap.num_kv_heads = hkv;
   ap.head_dim = d;
-  ap.q_stride = qkv_width;
-  ap.kv_stride = kv_width;
   ap.causal = true;
-  ap.q_pos0 = start;
-  ap.kv_pos0 = 0;
-  cpu::attention(ap);
+  cpu::paged_attention(ap);
 
   run_linear(attn.data<float>(), t, lw.o_proj, lw.o_bias, residual, /*accumulate=*/true);
 }
@@ -129,51 +129,62 @@ void DenseModel::mlp_block(int64_t layer, const float* normed, int64_t t, float*
   run_linear(act.data<float>(), t, lw.down, lw.down_bias, residual, /*accumulate=*/true);
 }
 
-Result<Tensor> DenseModel::forward(std::span<const int32_t> ids, SequenceKV& kv,
-                                   std::span<const int64_t> logit_rows) const {
-  const int64_t t = static_cast<int64_t>(ids.size());
+Result<Tensor> DenseModel::forward(const ForwardBatch& batch, PagedKVCache& cache) const {
+  const int64_t t = batch.num_tokens();
   const int64_t hidden = cfg_.hidden_size, vocab = cfg_.vocab_size;
   for (int64_t i = 0; i < t; ++i) {
-    if (ids[static_cast<size_t>(i)] < 0 || ids[static_cast<size_t>(i)] >= vocab)
-      return invalid_argument("token id " + std::to_string(ids[static_cast<size_t>(i)]) + " at index " +
-                              std::to_string(i) + " is outside the vocabulary [0, " + std::to_string(vocab) +
-                              ")");
+    const int32_t id = batch.token_ids[static_cast<size_t>(i)];
+    if (id < 0 || id >= vocab)
+      return invalid_argument("token id " + std::to_string(id) + " at index " + std::to_string(i) +
+                              " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
   }
-  for (int64_t r : logit_rows)
+  for (int64_t r : batch.logit_rows)
     if (r < 0 || r >= t)
-      return invalid_argument("logit row " + std::to_string(r) + " is outside the chunk of " + std::to_string(t) +
+      return invalid_argument("logit row " + std::to_string(r) + " is outside the batch of " + std::to_string(t) +
                               " tokens");
+  const KVCacheShape& cs = cache.shape();
+  if (cs.num_layers != cfg_.num_layers || cs.num_kv_heads != cfg_.num_kv_heads || cs.head_dim != cfg_.head_dim)
+    return invalid_argument("KV cache shape does not match the model (layers, kv heads, head_dim)");
   if (t == 0) return Tensor::empty({0, vocab}, DType::kF32);
 
-  const int64_t start = kv.num_tokens();
-  kv.reserve(start + t);
-  std::vector<int32_t> positions(static_cast<size_t>(t));
-  for (int64_t i = 0; i < t; ++i) positions[static_cast<size_t>(i)] = static_cast<int32_t>(start + i);
-
   Tensor residual = Tensor::empty({t, hidden}, DType::kF32);
-  cpu::embedding(ids.data(), t, w_.embed_tokens.raw(), w_.embed_tokens.dtype(), hidden, residual.data<float>());
+  cpu::embedding(batch.token_ids.data(), t, w_.embed_tokens.raw(), w_.embed_tokens.dtype(), hidden,
+                 residual.data<float>());
   Tensor normed = Tensor::empty({t, hidden}, DType::kF32);
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
 
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     const DenseLayerWeights& lw = w_.layers[static_cast<size_t>(l)];
     cpu::rms_norm(residual.data<float>(), lw.input_norm.data<float>(), normed.data<float>(), t, hidden, eps);
-    attention_block(l, normed.data<float>(), t, positions.data(), kv, residual.data<float>());
+    attention_block(l, normed.data<float>(), batch, cache, residual.data<float>());
     cpu::rms_norm(residual.data<float>(), lw.post_attention_norm.data<float>(), normed.data<float>(), t, hidden,
                   eps);
     mlp_block(l, normed.data<float>(), t, residual.data<float>());
   }
-  kv.advance(t);
 
   // Final norm and LM head only for the rows whose logits are wanted.
-  const int64_t rows = static_cast<int64_t>(logit_rows.size());
+  const int64_t rows = static_cast<int64_t>(batch.logit_rows.size());
   Tensor picked = Tensor::empty({rows, hidden}, DType::kF32);
   for (int64_t i = 0; i < rows; ++i)
-    std::memcpy(picked.data<float>() + i * hidden, residual.data<float>() + logit_rows[static_cast<size_t>(i)] * hidden,
+    std::memcpy(picked.data<float>() + i * hidden,
+                residual.data<float>() + batch.logit_rows[static_cast<size_t>(i)] * hidden,
                 static_cast<size_t>(hidden) * sizeof(float));
   cpu::rms_norm(picked.data<float>(), w_.final_norm.data<float>(), picked.data<float>(), rows, hidden, eps);
   Tensor logits = Tensor::empty({rows, vocab}, DType::kF32);
   run_linear(picked.data<float>(), rows, w_.lm_head, Tensor(), logits.data<float>(), false);
+  return logits;
+}
+
+Result<Tensor> DenseModel::forward(std::span<const int32_t> ids, SequenceKV& kv,
+                                   std::span<const int64_t> logit_rows) const {
+  const int64_t t = static_cast<int64_t>(ids.size());
+  const int64_t start = kv.num_tokens();
+  kv.reserve(start + t);
+  ForwardBatch batch;
+  batch.add_sequence(ids.data(), t, start, kv.block_table(), kv.cache().shape().block_size, false);
+  batch.logit_rows.assign(logit_rows.begin(), logit_rows.end());
+  LONGCTX_ASSIGN_OR_RETURN(Tensor logits, forward(batch, kv.cache()));
+  kv.advance(t);
   return logits;
 }
 

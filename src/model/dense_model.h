@@ -13,6 +13,8 @@
 #include "core/tensor.h"
 #include "model/config.h"
 #include "model/dense_weights.h"
+#include "model/forward_batch.h"
+#include "model/paged_kv_cache.h"
 #include "model/safetensors.h"
 #include "model/sequence_kv.h"
 
@@ -32,18 +34,25 @@ class DenseModel {
 
   const ModelConfig& config() const { return cfg_; }
   SequenceKV new_kv(int64_t capacity_tokens) const;
+  // Shape of a paged cache for this model with the given blocks.
+  KVCacheShape kv_cache_shape(int64_t num_blocks, int64_t block_size) const;
   // The dtype the layer matrices are kept in (the file's, or --dtype's).
   DType weight_dtype() const { return w_.layers.front().qkv.dtype(); }
 
-  // Runs `ids` at positions kv.num_tokens() .. + ids.size(), writes their K/V into kv
-  // and returns fp32 logits [logit_rows.size(), vocab] for the given indices into ids.
+  // Runs a batch of sequences' new tokens in one pass: GEMMs over all tokens at once,
+  // paged attention per sequence over its cached prefix. Writes the new K/V into
+  // `cache` and returns fp32 logits [batch.logit_rows.size(), vocab].
   // A token id outside [0, vocab) is an InvalidArgument naming its index.
+  Result<Tensor> forward(const ForwardBatch& batch, PagedKVCache& cache) const;
+
+  // One sequence: runs `ids` at positions kv.num_tokens() .. + ids.size() and returns
+  // the logits of the given indices into ids.
   Result<Tensor> forward(std::span<const int32_t> ids, SequenceKV& kv, std::span<const int64_t> logit_rows) const;
 
  private:
   DenseModel(ModelConfig cfg, DenseWeights w);
-  void attention_block(int64_t layer, const float* normed, int64_t num_tokens, const int32_t* positions,
-                       SequenceKV& kv, float* residual) const;
+  void attention_block(int64_t layer, const float* normed, const ForwardBatch& batch, PagedKVCache& cache,
+                       float* residual) const;
   void mlp_block(int64_t layer, const float* normed, int64_t num_tokens, float* residual) const;
 
   ModelConfig cfg_;

@@ -5,27 +5,29 @@
 
 namespace longctx {
 
-SequenceKV::SequenceKV(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity_tokens)
-    : num_layers_(num_layers), num_kv_heads_(num_kv_heads), head_dim_(head_dim) {
-  k_.resize(static_cast<size_t>(num_layers));
-  v_.resize(static_cast<size_t>(num_layers));
+SequenceKV::SequenceKV(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity_tokens,
+                       int64_t block_size) {
+  KVCacheShape shape{num_layers, 1, block_size, num_kv_heads, head_dim};
+  cache_ = PagedKVCache(shape);
   reserve(std::max<int64_t>(capacity_tokens, 1));
 }
 
 void SequenceKV::reserve(int64_t tokens) {
-  if (tokens <= capacity_) return;
-  // Doubling keeps appends amortised O(1) per token.
-  const int64_t cap = std::max(tokens, capacity_ * 2);
-  for (int64_t l = 0; l < num_layers_; ++l) {
-    for (auto* store : {&k_, &v_}) {
-      Tensor grown = Tensor::empty({cap, num_kv_heads_, head_dim_}, DType::kF32);
-      Tensor& old = (*store)[static_cast<size_t>(l)];
-      if (old.numel() > 0)
-        std::memcpy(grown.raw(), old.raw(), static_cast<size_t>(num_tokens_ * token_stride()) * sizeof(float));
-      old = grown;
-    }
+  if (tokens <= capacity()) return;
+  KVCacheShape shape = cache_.shape();
+  const int64_t needed = (tokens + shape.block_size - 1) / shape.block_size;
+  const int64_t blocks = std::max<int64_t>(needed, 2 * (shape.num_blocks - 1)) + 1;  // doubling: amortised O(1)
+  const int64_t old_blocks = shape.num_blocks;
+  shape.num_blocks = blocks;
+  PagedKVCache grown(shape);
+  const int64_t block_floats = shape.block_size * shape.token_width();
+  for (int64_t l = 0; l < shape.num_layers; ++l) {
+    std::memcpy(grown.k(l), cache_.k(l), static_cast<size_t>(old_blocks * block_floats) * sizeof(float));
+    std::memcpy(grown.v(l), cache_.v(l), static_cast<size_t>(old_blocks * block_floats) * sizeof(float));
   }
-  capacity_ = cap;
+  cache_ = std::move(grown);
+  block_table_.resize(static_cast<size_t>(blocks - 1));
+  for (int64_t b = 0; b < blocks - 1; ++b) block_table_[static_cast<size_t>(b)] = static_cast<int32_t>(b + 1);
 }
 
 }  // namespace longctx

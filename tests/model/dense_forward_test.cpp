@@ -96,6 +96,20 @@ TEST_P(DenseGoldenTest, ChunkedPrefillOverCachedPrefixMatchesTransformers) {
   }
 }
 
+TEST_P(DenseGoldenTest, EveryChunkSizeGivesTheOneShotLogits) {
+  auto model = DenseModel::load(kHf + GetParam());
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  for (const Golden& g : load_goldens(GetParam())) {
+    if (g.ids.size() < 300) continue;
+    const Tensor whole = logits_at(*model, g, static_cast<int64_t>(g.ids.size()));
+    for (int64_t chunk : {1, 7, 64, 512}) {
+      if (chunk == 1 && g.ids.size() > 300) continue;  // 2100 one-token steps: slow, and 300 covers it
+      EXPECT_LE(relative_error(logits_at(*model, g, chunk), whole), 1e-4)
+          << GetParam() << " prompt of " << g.ids.size() << " tokens, chunks of " << chunk;
+    }
+  }
+}
+
 TEST_P(DenseGoldenTest, GreedyGenerationMatchesTransformers) {
   auto model = DenseModel::load(kHf + GetParam());
   ASSERT_TRUE(model.is_ok()) << model.status().to_string();

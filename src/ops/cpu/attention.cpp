@@ -5,12 +5,10 @@
 // between them runs in fp32 with a vectorisable exp.
 #include "ops/cpu/attention.h"
 
-#include <cblas.h>
+#include "ops/cpu/attention_tile.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -18,64 +16,11 @@
 namespace longctx::cpu {
 namespace {
 
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+using tile::kNegInf;
 // Rows (query × group head) per work item: 64 rows × 256 keys of scores (64 KiB) plus a
 // 256-key K/V block (64 KiB at D = 64) stay in L2 between the two sgemms.
 constexpr int64_t kRowsPerItem = 64;
 constexpr int64_t kKeyBlock = 256;
-constexpr int kLanes = 16;
-
-// e^x for x ≤ 0 (scores minus their running max), branch-free so the loop vectorises:
-// Cephes expf, n = round(x·log2 e), r = x − n·ln 2 (ln 2 split hi/lo), |r| ≤ ln2/2,
-// degree-6 polynomial: ≤ 2 ulp. Below -87 (and for -inf, the mask) it returns 0.
-inline float exp_nonpos(float x) {
-  const float xc = std::min(std::max(x, -88.0f), 88.0f);
-  const float magic = 12582912.0f;  // 1.5·2^23: adding and subtracting rounds to an integer
-  const float n = (xc * 1.44269504088896341f + magic) - magic;
-  float r = xc - n * 0.693359375f;
-  r = r - n * -2.12194440e-4f;
-  float poly = 1.9875691500e-4f;
-  poly = poly * r + 1.3981999507e-3f;
-  poly = poly * r + 8.3334519073e-3f;
-  poly = poly * r + 4.1665795894e-2f;
-  poly = poly * r + 1.6666665459e-1f;
-  poly = poly * r + 5.0000001201e-1f;
-  const float e = poly * r * r + r + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return x < -87.0f ? 0.0f : e * scale;
-}
-
-float row_max(const float* s, int64_t n) {
-  float lanes[kLanes];
-  for (int l = 0; l < kLanes; ++l) lanes[l] = kNegInf;
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] = lanes[l] > s[j + l] ? lanes[l] : s[j + l];
-  for (; j < n; ++j) lanes[0] = std::max(lanes[0], s[j]);
-  float mx = kNegInf;
-  for (int l = 0; l < kLanes; ++l) mx = std::max(mx, lanes[l]);
-  return mx;
-}
-
-// s[j] = e^(s[j] − m), returns Σ s[j].
-float exp_and_sum(float* s, int64_t n, float m) {
-  float lanes[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      s[j + l] = exp_nonpos(s[j + l] - m);
-      lanes[l] += s[j + l];
-    }
-  for (; j < n; ++j) {
-    s[j] = exp_nonpos(s[j] - m);
-    lanes[0] += s[j];
-  }
-  float sum = 0;
-  for (int l = 0; l < kLanes; ++l) sum += lanes[l];
-  return sum;
-}
 
 struct ItemShape {
   int64_t group;       // q heads per kv head
@@ -103,17 +48,13 @@ void attend_item(const AttentionParams& p, const ItemShape& sh, int64_t qb, int6
   const int64_t rows = (i1 - i0) * sh.group;  // row r = (query i0 + r / group, head g·group + r % group)
   float* qs = ws.q.data();
   float* s = ws.s.data();
-  float* o = ws.o.data();
-  float* m = ws.m.data();
-  float* l = ws.l.data();
+  const tile::RowState st{ws.o.data(), ws.m.data(), ws.l.data(), rows, d};
 
   for (int64_t r = 0; r < rows; ++r) {
     const float* src = p.q + (i0 + r / sh.group) * sh.q_stride + (g * sh.group + r % sh.group) * d;
     for (int64_t c = 0; c < d; ++c) qs[r * d + c] = src[c] * sh.scale;
-    m[r] = kNegInf;
-    l[r] = 0.0f;
   }
-  std::fill(o, o + rows * d, 0.0f);
+  st.reset();
 
   // Keys past kend are invisible to every query of the item (contiguous positions only).
   int64_t kend = p.num_kv;
@@ -138,53 +79,22 @@ void attend_item(const AttentionParams& p, const ItemShape& sh, int64_t qb, int6
       if (min_pos > last_q_pos) continue;  // no query of the item sees any key of the block
       needs_mask = max_pos > first_q_pos;
     }
-    const float* kp = p.k + kb * sh.kv_stride + g * d;
-    const float* vp = p.v + kb * sh.kv_stride + g * d;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows), static_cast<int>(bk),
-                static_cast<int>(d), 1.0f, qs, static_cast<int>(d), kp, static_cast<int>(sh.kv_stride), 0.0f,
-                s, static_cast<int>(kKeyBlock));
-    for (int64_t r = 0; r < rows; ++r) {
-      float* sr = s + r * kKeyBlock;
-      if (needs_mask) {
-        const int64_t qpos = p.q_pos0 + i0 + r / sh.group;
-        if (p.kv_positions) {
-          for (int64_t j = 0; j < bk; ++j)
-            if (p.kv_positions[kb + j] > qpos) sr[j] = kNegInf;
-        } else {
-          for (int64_t j = std::max<int64_t>(0, qpos - p.kv_pos0 - kb + 1); j < bk; ++j) sr[j] = kNegInf;
-        }
+    const auto mask_row = [&](int64_t r, float* sr) {
+      const int64_t qpos = p.q_pos0 + i0 + r / sh.group;
+      if (p.kv_positions) {
+        for (int64_t j = 0; j < bk; ++j)
+          if (p.kv_positions[kb + j] > qpos) sr[j] = kNegInf;
+      } else {
+        for (int64_t j = std::max<int64_t>(0, qpos - p.kv_pos0 - kb + 1); j < bk; ++j) sr[j] = kNegInf;
       }
-      // Invariant after this block: m[r] = max score seen, l[r] = Σ e^(score − m[r]),
-      // o[r] = Σ e^(score − m[r])·v, over the visible keys of blocks so far.
-      const float m_new = std::max(m[r], row_max(sr, bk));
-      if (m_new == kNegInf) {  // nothing visible yet: contribute nothing (and no inf − inf)
-        std::fill(sr, sr + bk, 0.0f);
-        continue;
-      }
-      const float alpha = exp_nonpos(m[r] - m_new);  // m[r] = -inf gives 0
-      if (alpha != 1.0f) {
-        float* orow = o + r * d;
-        for (int64_t c = 0; c < d; ++c) orow[c] *= alpha;
-      }
-      l[r] = l[r] * alpha + exp_and_sum(sr, bk, m_new);
-      m[r] = m_new;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(d),
-                static_cast<int>(bk), 1.0f, s, static_cast<int>(kKeyBlock), vp,
-                static_cast<int>(sh.kv_stride), 1.0f, o, static_cast<int>(d));
+    };
+    tile::gemm_tile(qs, p.k + kb * sh.kv_stride + g * d, sh.kv_stride, p.v + kb * sh.kv_stride + g * d,
+                    sh.kv_stride, bk, s, kKeyBlock, st, needs_mask, mask_row);
   }
 
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t i = i0 + r / sh.group, h = g * sh.group + r % sh.group;
-    float* dst = p.out + (i * p.num_q_heads + h) * d;
-    if (l[r] == 0.0f) {
-      std::fill(dst, dst + d, 0.0f);
-      p.lse[i * p.num_q_heads + h] = kNegInf;
-      continue;
-    }
-    const float inv = 1.0f / l[r];
-    for (int64_t c = 0; c < d; ++c) dst[c] = o[r * d + c] * inv;
-    p.lse[i * p.num_q_heads + h] = m[r] + std::log(l[r]);
+    tile::finish_row(st, r, p.out + (i * p.num_q_heads + h) * d, p.lse + i * p.num_q_heads + h);
   }
 }
 

@@ -1,0 +1,304 @@
+#include "engine/llm_engine.h"
+
+#include <algorithm>
+#include <span>
+
+#include "core/logging.h"
+
+namespace longctx {
+
+struct LLMEngine::Sequence {
+  Request req;  // req.id is this sequence's own id
+  RequestId user_id = 0;
+  int64_t index = 0;
+  std::shared_ptr<const GenerationRequest> params;
+  cpu::Sampler sampler;
+  std::optional<IncrementalDetokenizer> detok;
+  StopChecker stop;
+  RequestTimings timings;
+  bool started = false;  // handed to the scheduler (n > 1 siblings wait for the first's prefill)
+  int64_t prompt_logprobs_done = 1;  // prompt positions with a logprob (position 0 has none)
+  std::vector<std::optional<TokenLogprob>> prompt_logprobs;
+  bool prompt_logprobs_sent = false;
+
+  Sequence(std::shared_ptr<const GenerationRequest> p, uint64_t seed)
+      : params(std::move(p)), sampler(params->sampling, seed), stop(params->stop, params->include_stop_str_in_output) {}
+};
+
+Status EngineConfig::validate() const {
+  if (block_size < 1 || (block_size & (block_size - 1)) != 0)
+    return invalid_argument("--block-size must be a power of two, got " + std::to_string(block_size));
+  if (num_kv_blocks <= 0 && kv_cache_memory_bytes <= 0)
+    return invalid_argument("--kv-cache-memory must be > 0 bytes");
+  if (max_waiting < 1) return invalid_argument("--max-waiting must be >= 1");
+  SchedulerConfig s = scheduler;
+  if (s.max_model_len == 0) s.max_model_len = 1;  // filled from the model later
+  return s.validate();
+}
+
+LLMEngine::LLMEngine(const DenseModel& model, const Tokenizer* tokenizer, EngineConfig cfg, KVCacheShape shape)
+    : model_(model),
+      tokenizer_(tokenizer),
+      cfg_(std::move(cfg)),
+      cache_(shape),
+      runner_(model_, cache_),
+      start_(std::chrono::steady_clock::now()) {}
+
+Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, const Tokenizer* tokenizer,
+                                                     EngineConfig cfg) {
+  LONGCTX_RETURN_IF_ERROR(cfg.validate());
+  const ModelConfig& mc = model.config();
+  if (cfg.scheduler.max_model_len == 0) cfg.scheduler.max_model_len = mc.max_position_embeddings;
+  if (cfg.scheduler.max_model_len > mc.max_position_embeddings && mc.max_position_embeddings > 0)
+    LCTX_LOG_WARN("--max-model-len {} exceeds the model's max_position_embeddings {}", cfg.scheduler.max_model_len,
+                  mc.max_position_embeddings);
+  int64_t num_blocks = cfg.num_kv_blocks;
+  if (num_blocks <= 0) {
+    const int64_t per_block = model.kv_cache_shape(1, cfg.block_size).bytes_per_block();
+    num_blocks = cfg.kv_cache_memory_bytes / per_block;
+    if (num_blocks < 2)
+      return invalid_argument("--kv-cache-memory " + std::to_string(cfg.kv_cache_memory_bytes) +
+                              " bytes holds no KV block (one block of " + std::to_string(cfg.block_size) +
+                              " tokens takes " + std::to_string(per_block) + " bytes)");
+  }
+  auto policy = make_policy(cfg.policy);
+  if (!policy.is_ok()) return policy.status();
+  std::unique_ptr<LLMEngine> e(new LLMEngine(model, tokenizer, cfg, model.kv_cache_shape(num_blocks, cfg.block_size)));
+  KVCacheConfig kvc;
+  kvc.num_blocks = static_cast<int32_t>(num_blocks);
+  kvc.block_size = static_cast<int32_t>(cfg.block_size);
+  kvc.enable_prefix_caching = cfg.enable_prefix_caching;
+  e->kv_ = std::make_unique<KVCacheManager>(kvc);
+  e->scheduler_ = std::make_unique<Scheduler>(e->cfg_.scheduler, *e->kv_, std::move(*policy));
+  for (int64_t id : mc.eos_token_ids) e->eos_ids_.push_back(static_cast<int32_t>(id));
+  if (tokenizer && tokenizer->eos_token_id()) e->eos_ids_.push_back(*tokenizer->eos_token_id());
+  return e;
+}
+
+LLMEngine::~LLMEngine() = default;
+
+double LLMEngine::now_s() const {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+}
+
+Result<RequestId> LLMEngine::add_request(GenerationRequest req) {
+  auto reject = [&](Status st) -> Result<RequestId> {
+    metrics_.record_rejected();
+    return st;
+  };
+  if (Status st = validate(req, cfg_.limits); !st.is_ok()) return reject(st);
+  const int64_t vocab = model_.config().vocab_size;
+  for (size_t i = 0; i < req.prompt_token_ids.size(); ++i) {
+    const int32_t id = req.prompt_token_ids[i];
+    if (id < 0 || id >= vocab)
+      return reject(invalid_argument("prompt: token id " + std::to_string(id) + " at index " + std::to_string(i) +
+                                     " is outside the vocabulary [0, " + std::to_string(vocab) + ")"));
+  }
+  if (!req.stop.empty() && !tokenizer_)
+    return reject(invalid_argument("stop: stop strings need a tokenizer (served with --skip-tokenizer-init)"));
+  int64_t waiting = scheduler_->num_waiting();
+  for (const auto& [id, s] : sequences_) waiting += s->started ? 0 : 1;
+  if (waiting + req.n > cfg_.max_waiting)
+    return reject(Status(StatusCode::kResourceExhausted,
+                         "the waiting queue is full (" + std::to_string(cfg_.max_waiting) + " requests); retry later"));
+
+  const RequestId user_id = next_id_;
+  auto params = std::make_shared<const GenerationRequest>(std::move(req));
+  const double now = now_s();
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  for (int64_t i = 0; i < params->n; ++i) {
+    // Each continuation has its own random stream: the request's seed (or the engine's)
+    // advanced by the continuation index, so seeded requests are reproducible.
+    const uint64_t seed = params->sampling.seed.value_or(cfg_.seed + static_cast<uint64_t>(user_id)) + static_cast<uint64_t>(i);
+    auto s = std::make_unique<Sequence>(params, seed);
+    s->req.id = next_id_++;
+    s->req.token_ids = params->prompt_token_ids;
+    s->req.num_prompt_tokens = static_cast<int64_t>(params->prompt_token_ids.size());
+    s->req.max_tokens = params->max_tokens;
+    s->req.cache_salt = params->cache_salt;
+    s->req.arrival_time_s = now;
+    s->user_id = user_id;
+    s->index = i;
+    s->timings.arrival_s = now;
+    s->timings.prompt_tokens = s->req.num_prompt_tokens;
+    if (tokenizer_) s->detok.emplace(*tokenizer_, params->skip_special_tokens);
+    seqs.push_back(std::move(s));
+  }
+  // The first continuation goes to the scheduler now (its admission check is the
+  // request's); the others start once its prompt is in the cache, so they find the
+  // prompt's full blocks there and share them instead of recomputing.
+  if (Status st = scheduler_->add_request(&seqs.front()->req); !st.is_ok()) {
+    next_id_ = user_id;
+    return reject(st);
+  }
+  seqs.front()->started = true;
+  for (auto& s : seqs) sequences_[s->req.id] = std::move(s);
+  return user_id;
+}
+
+void LLMEngine::start_sequence(Sequence& s) {
+  Status st = scheduler_->add_request(&s.req);
+  if (!st.is_ok()) {  // cannot happen for a sibling of an admitted request; fail it loudly, not silently
+    LCTX_LOG_ERROR("sequence {} of request {} was not admitted: {}", s.index, s.user_id, st.message());
+    return;
+  }
+  s.started = true;
+}
+
+void LLMEngine::abort(RequestId id) {
+  std::vector<RequestId> ids;
+  for (const auto& [sid, s] : sequences_)
+    if (s->user_id == id) ids.push_back(sid);
+  for (RequestId sid : ids) finish_sequence(*sequences_.at(sid), "abort", pending_outputs_);
+}
+
+void LLMEngine::finish_sequence(Sequence& s, const std::string& reason, std::vector<RequestOutput>& outs) {
+  const RequestId sid = s.req.id;
+  if (s.started) scheduler_->finish(sid);
+  s.timings.finished_s = now_s();
+  s.timings.generation_tokens = s.req.num_output_tokens();
+  s.timings.cached_tokens = std::max<int64_t>(s.req.num_cached_tokens, 0);
+  s.timings.preemptions = s.req.num_preemptions;
+  metrics_.record_finished(s.timings, reason == "abort");
+  // Find this step's output for the sequence, or add one.
+  RequestOutput* out = nullptr;
+  for (auto& o : outs)
+    if (o.request_id == s.user_id && o.index == s.index) out = &o;
+  if (!out) {
+    outs.emplace_back();
+    out = &outs.back();
+    out->request_id = s.user_id;
+    out->index = s.index;
+    out->num_prompt_tokens = s.req.num_prompt_tokens;
+    out->num_cached_tokens = s.timings.cached_tokens;
+  }
+  out->finished = true;
+  if (out->finish_reason.empty()) out->finish_reason = reason;
+  sequences_.erase(sid);
+}
+
+void LLMEngine::append_token(Sequence& s, int32_t token, const cpu::Sampler::Sample* sample, RequestOutput& out) {
+  const GenerationRequest& p = *s.params;
+  s.req.token_ids.push_back(token);
+  out.new_token_ids.push_back(token);
+  if (sample && p.sampling.logprobs >= 0) out.logprobs.push_back({token, sample->logprob, sample->top_logprobs});
+  const double now = now_s();
+  if (s.timings.first_token_s < 0) {
+    s.timings.first_token_s = now;
+  } else {
+    s.timings.inter_token_s.push_back(now - s.timings.last_token_s);
+  }
+  s.timings.last_token_s = now;
+
+  std::optional<std::string> stop_string;
+  if (s.detok) stop_string = s.stop.append(s.detok->push(token));
+
+  const bool is_eos = std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end();
+  const bool is_stop_token = std::find(p.stop_token_ids.begin(), p.stop_token_ids.end(), token) != p.stop_token_ids.end();
+  if (is_stop_token) {
+    out.finish_reason = "stop";
+    out.stop_reason = token;
+  } else if (is_eos && !p.ignore_eos) {
+    out.finish_reason = "stop";
+  } else if (stop_string) {
+    out.finish_reason = "stop";
+    out.stop_reason = *stop_string;
+  } else if (s.req.num_output_tokens() >= p.max_tokens || s.req.num_tokens() >= cfg_.scheduler.max_model_len) {
+    out.finish_reason = "length";
+  }
+  if (!out.finish_reason.empty() && s.detok) {
+    if (!stop_string) {
+      s.stop.append(s.detok->finish());  // bytes of an incomplete character, as U+FFFD
+      s.stop.flush();
+    }
+  }
+  if (s.detok) out.text += s.stop.take_ready();
+}
+
+std::vector<RequestOutput> LLMEngine::step() {
+  std::vector<RequestOutput> outs = std::move(pending_outputs_);
+  pending_outputs_.clear();
+
+  // Siblings of an n > 1 request start once the first one's prompt is cached.
+  for (auto& [sid, s] : sequences_) {
+    if (s->started) continue;
+    auto first = sequences_.find(sid - s->index);
+    if (first == sequences_.end() || first->second->req.num_computed_tokens >= first->second->req.num_prompt_tokens)
+      start_sequence(*s);
+  }
+
+  const double now = now_s();
+  StepPlan plan = scheduler_->schedule(now);
+  for (size_t i = 0; i < plan.preempted.size(); ++i) metrics_.record_preemption();
+  if (!plan.empty()) {
+    for (const ScheduledChunk& c : plan.chunks) {
+      Sequence& s = *sequences_.at(c.request_id);
+      if (s.timings.first_scheduled_s < 0) s.timings.first_scheduled_s = now;
+    }
+    auto wants_prompt_rows = [&](RequestId id) {
+      const Sequence& s = *sequences_.at(id);
+      return s.params->prompt_logprobs >= 0 && s.index == 0 && s.prompt_logprobs_done < s.req.num_prompt_tokens;
+    };
+    auto request = [&](RequestId id) -> const Request& { return sequences_.at(id)->req; };
+    auto logits = runner_.run(plan, request, wants_prompt_rows);
+    if (!logits.is_ok()) {
+      // The model failed on this batch: its requests end with "abort"; others go on.
+      LCTX_LOG_ERROR("step failed: {}", logits.status().to_string());
+      for (const ScheduledChunk& c : plan.chunks)
+        if (sequences_.count(c.request_id)) finish_sequence(*sequences_.at(c.request_id), "abort", outs);
+    } else {
+      scheduler_->on_step_done(plan);
+      const int64_t vocab = model_.config().vocab_size;
+      for (size_t ci = 0; ci < plan.chunks.size(); ++ci) {
+        const ScheduledChunk& c = plan.chunks[ci];
+        Sequence& s = *sequences_.at(c.request_id);
+        const ChunkRows& rows = logits->rows[ci];
+        float* base = rows.first_row >= 0 ? logits->logits.data<float>() + rows.first_row * vocab : nullptr;
+        RequestOutput out;
+        out.request_id = s.user_id;
+        out.index = s.index;
+        out.num_prompt_tokens = s.req.num_prompt_tokens;
+        out.num_cached_tokens = std::max<int64_t>(s.req.num_cached_tokens, 0);
+        if (rows.all_positions) {
+          // Row i predicts the token at position start + i + 1.
+          for (int64_t i = 0; i < c.num_tokens; ++i) {
+            const int64_t pos = c.start + i + 1;
+            if (pos != s.prompt_logprobs_done || pos >= s.req.num_prompt_tokens) continue;
+            const int32_t tok = s.req.token_ids[static_cast<size_t>(pos)];
+            auto lp = cpu::token_logprobs(base + i * vocab, vocab, tok, s.params->prompt_logprobs);
+            s.prompt_logprobs.push_back(TokenLogprob{tok, lp.logprob, std::move(lp.top_logprobs)});
+            s.prompt_logprobs_done = pos + 1;
+          }
+        }
+        if (c.sample) {
+          float* row = base + (rows.num_rows - 1) * vocab;
+          std::vector<int32_t> banned;
+          if (s.req.num_output_tokens() < s.params->min_tokens) {
+            banned = eos_ids_;
+            banned.insert(banned.end(), s.params->stop_token_ids.begin(), s.params->stop_token_ids.end());
+          }
+          const std::span<const int32_t> all(s.req.token_ids);
+          const auto sample = s.sampler.sample(row, vocab, all.first(static_cast<size_t>(s.req.num_prompt_tokens)),
+                                               all.subspan(static_cast<size_t>(s.req.num_prompt_tokens)), banned);
+          append_token(s, sample.token, &sample, out);
+        }
+        if (s.params->prompt_logprobs >= 0 && s.index == 0 && !s.prompt_logprobs_sent &&
+            s.prompt_logprobs_done >= s.req.num_prompt_tokens) {
+          std::vector<std::optional<TokenLogprob>> pl{std::nullopt};
+          for (auto& lp : s.prompt_logprobs) pl.push_back(std::move(lp));
+          out.prompt_logprobs = std::move(pl);
+          s.prompt_logprobs_sent = true;
+        }
+        const bool done = !out.finish_reason.empty();
+        const bool has_news = !out.new_token_ids.empty() || out.prompt_logprobs.has_value();
+        if (has_news || done) outs.push_back(std::move(out));
+        if (done) finish_sequence(s, outs.back().finish_reason, outs);
+      }
+    }
+  }
+  metrics_.set_gauges(scheduler_->num_running(), scheduler_->num_waiting(), kv_->usage(),
+                      kv_->prefix_cache_queried_tokens(), kv_->prefix_cache_hit_tokens());
+  return outs;
+}
+
+}  // namespace longctx

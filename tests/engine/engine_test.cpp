@@ -1,0 +1,283 @@
+// The engine against the transformers fixtures: many requests at once, chunked prefill,
+// preemption and prefix caching must not change a single greedy token.
+#include "engine/llm_engine.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "model/generation.h"
+#include "model/safetensors.h"
+
+namespace longctx {
+namespace {
+
+const std::string kHf = std::string(LONGCTX_TEST_DATA_DIR) + "/hf/";
+
+struct Golden {
+  std::vector<int32_t> ids, greedy;
+};
+
+std::vector<Golden> goldens(const std::string& model) {
+  auto ck = Checkpoint::open(kHf + model + "/golden.safetensors").value();
+  std::vector<Golden> out;
+  for (int i = 0; ck.has("prompt_" + std::to_string(i) + "_ids"); ++i) {
+    const std::string p = "prompt_" + std::to_string(i) + "_";
+    Tensor ids = ck.get(p + "ids").value().to(DType::kI32), g = ck.get(p + "greedy").value().to(DType::kI32);
+    out.push_back({std::vector<int32_t>(ids.data<int32_t>(), ids.data<int32_t>() + ids.numel()),
+                   std::vector<int32_t>(g.data<int32_t>(), g.data<int32_t>() + g.numel())});
+  }
+  return out;
+}
+
+GenerationRequest greedy_request(std::vector<int32_t> prompt, int64_t max_tokens) {
+  GenerationRequest r;
+  r.prompt_token_ids = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0;
+  r.ignore_eos = true;  // the fixtures' greedy outputs run to their length
+  return r;
+}
+
+// Runs every request to completion; returns the generated ids per request id.
+std::map<RequestId, std::vector<int32_t>> run_all(LLMEngine& e, std::map<RequestId, std::string>* reasons = nullptr) {
+  std::map<RequestId, std::vector<int32_t>> out;
+  for (int steps = 0; e.has_unfinished() && steps < 100000; ++steps) {
+    for (const RequestOutput& o : e.step()) {
+      auto& v = out[o.request_id];
+      v.insert(v.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+      if (o.finished && reasons) (*reasons)[o.request_id] = o.finish_reason;
+    }
+  }
+  EXPECT_FALSE(e.has_unfinished());
+  return out;
+}
+
+struct Workload {
+  std::vector<GenerationRequest> requests;
+  std::vector<std::vector<int32_t>> expected;  // golden greedy, or empty: compare with the request run alone
+};
+
+// The four golden prompts plus 28 random ones of lengths 1..2100.
+Workload mixed_workload(const std::string& model) {
+  Workload w;
+  for (const Golden& g : goldens(model)) {
+    w.requests.push_back(greedy_request(g.ids, static_cast<int64_t>(g.greedy.size())));
+    w.expected.push_back(g.greedy);
+  }
+  std::mt19937 rng(7);
+  for (int i = 0; i < 28; ++i) {
+    const int64_t len = i == 0 ? 1 : 1 + static_cast<int64_t>(rng() % 2100);
+    std::vector<int32_t> p(static_cast<size_t>(len));
+    for (auto& t : p) t = static_cast<int32_t>(3 + rng() % 500);
+    w.requests.push_back(greedy_request(p, 1 + static_cast<int64_t>(rng() % 12)));
+    w.expected.push_back({});
+  }
+  return w;
+}
+
+class EngineGoldenTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    auto m = DenseModel::load(kHf + GetParam());
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    model_ = std::make_unique<DenseModel>(std::move(*m));
+  }
+  // Alone: the single-sequence path (no scheduler), the reference for batching.
+  std::vector<int32_t> alone(const GenerationRequest& r) {
+    GenerationOptions o;
+    o.max_new_tokens = r.max_tokens;
+    return generate(*model_, r.prompt_token_ids, o).value().token_ids;
+  }
+  void check_workload(EngineConfig cfg, bool expect_preemption) {
+    Workload w = mixed_workload(GetParam());
+    auto e = LLMEngine::create(*model_, nullptr, cfg);
+    ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+    std::vector<RequestId> ids;
+    for (const auto& r : w.requests) {
+      auto id = (*e)->add_request(r);
+      ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+      ids.push_back(*id);
+    }
+    auto got = run_all(**e);
+    for (size_t i = 0; i < ids.size(); ++i) {
+      const auto& want = w.expected[i].empty() ? alone(w.requests[i]) : w.expected[i];
+      EXPECT_EQ(got[ids[i]], want) << GetParam() << " request " << i << " (prompt of "
+                                   << w.requests[i].prompt_token_ids.size() << " tokens)";
+    }
+    const auto m = (*e)->metrics().snapshot();
+    if (expect_preemption) {
+      EXPECT_GT(m.num_preemptions, 0);
+    }
+    EXPECT_EQ(m.requests_finished, static_cast<int64_t>(ids.size()));
+    EXPECT_EQ((*e)->kv_manager().num_free_blocks(), (*e)->num_kv_blocks() - 1);  // all returned (block 0 is null)
+  }
+  std::unique_ptr<DenseModel> model_;
+};
+
+TEST_P(EngineGoldenTest, ThirtyTwoConcurrentRequestsMatchAloneAndTransformers) {
+  EngineConfig cfg;
+  cfg.scheduler.max_num_batched_tokens = 512;  // long prompts are chunked across steps
+  cfg.scheduler.max_num_seqs = 32;
+  cfg.num_kv_blocks = 4096;
+  check_workload(cfg, false);
+}
+
+TEST_P(EngineGoldenTest, TinyKvBudgetForcesPreemptionWithIdenticalOutput) {
+  EngineConfig cfg;
+  cfg.scheduler.max_num_batched_tokens = 256;
+  cfg.scheduler.max_num_seqs = 32;
+  cfg.num_kv_blocks = 160;  // 2100 + 16 tokens need 133 blocks: enough for one long request at a time
+  check_workload(cfg, true);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, EngineGoldenTest, ::testing::Values("llama_gqa", "qwen2_bias_tied", "qwen3_qknorm"));
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto m = DenseModel::load(kHf + "qwen3_qknorm");
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    model_ = std::make_unique<DenseModel>(std::move(*m));
+    EngineConfig cfg;
+    cfg.num_kv_blocks = 1024;
+    cfg.scheduler.max_num_batched_tokens = 256;
+    engine_ = LLMEngine::create(*model_, nullptr, cfg).value();
+  }
+  std::unique_ptr<DenseModel> model_;
+  std::unique_ptr<LLMEngine> engine_;
+};
+
+TEST_F(EngineTest, SharedPrefixIsServedFromTheCacheWithIdenticalOutput) {
+  std::mt19937 rng(3);
+  std::vector<int32_t> prefix(1000);
+  for (auto& t : prefix) t = static_cast<int32_t>(3 + rng() % 500);
+  auto a = greedy_request(prefix, 6), b = greedy_request(prefix, 6);
+  b.prompt_token_ids.push_back(77);
+  a.prompt_token_ids.push_back(77);
+  const RequestId ida = engine_->add_request(a).value();
+  auto first = run_all(*engine_);
+  const RequestId idb = engine_->add_request(b).value();
+  int64_t cached = -1;
+  std::vector<int32_t> second;
+  while (engine_->has_unfinished())
+    for (const auto& o : engine_->step()) {
+      cached = o.num_cached_tokens;
+      second.insert(second.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+    }
+  EXPECT_GE(cached, 992);
+  EXPECT_EQ(second, first[ida]);
+  EXPECT_NE(ida, idb);
+  EXPECT_GT(engine_->metrics().snapshot().prefix_cache_hits, 0);
+}
+
+TEST_F(EngineTest, BadRequestsAreRejectedAndOthersKeepRunning) {
+  const RequestId good = engine_->add_request(greedy_request({5, 6, 7}, 4)).value();
+  auto expect_invalid = [&](GenerationRequest r, const std::string& field) {
+    auto id = engine_->add_request(std::move(r));
+    ASSERT_FALSE(id.is_ok()) << field;
+    EXPECT_EQ(id.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(id.status().message().find(field), std::string::npos) << id.status().message();
+  };
+  expect_invalid(greedy_request({}, 4), "prompt");
+  expect_invalid(greedy_request({5}, 0), "max_tokens");
+  expect_invalid(greedy_request({5}, -3), "max_tokens");
+  auto r = greedy_request({5}, 4);
+  r.n = 0;
+  expect_invalid(r, "n ");
+  r = greedy_request({5}, 4);
+  r.sampling.top_p = 1.5f;
+  expect_invalid(r, "top_p");
+  r.sampling.top_p = 0.0f;
+  expect_invalid(r, "top_p");
+  r = greedy_request({5}, 4);
+  r.sampling.temperature = -1.0f;
+  expect_invalid(r, "temperature");
+  expect_invalid(greedy_request(std::vector<int32_t>(16380, 5), 10), "context length");
+  expect_invalid(greedy_request({5, 512}, 4), "token id 512");
+  r = greedy_request({5}, 4);
+  r.stop = {"x"};
+  expect_invalid(r, "stop");  // no tokenizer here
+  auto got = run_all(*engine_);
+  EXPECT_EQ(got[good].size(), 4u);
+}
+
+TEST_F(EngineTest, AbortFreesBlocksAndReportsAbort) {
+  const RequestId a = engine_->add_request(greedy_request(std::vector<int32_t>(700, 9), 50)).value();
+  const RequestId b = engine_->add_request(greedy_request({5, 6, 7}, 5)).value();
+  engine_->step();
+  engine_->abort(a);
+  std::map<RequestId, std::string> reasons;
+  auto got = run_all(*engine_, &reasons);
+  EXPECT_EQ(reasons[a], "abort");
+  EXPECT_EQ(reasons[b], "length");
+  EXPECT_EQ(got[b].size(), 5u);
+  EXPECT_EQ(engine_->kv_manager().num_free_blocks(), engine_->num_kv_blocks() - 1);
+  EXPECT_EQ(engine_->metrics().snapshot().requests_aborted, 1);
+}
+
+TEST_F(EngineTest, SeededSamplingIsReproducibleAndNContinuationsDiffer) {
+  auto r = greedy_request({5, 6, 7, 8}, 12);
+  r.sampling.temperature = 1.0f;
+  r.sampling.seed = 1234;
+  r.n = 3;
+  const RequestId x = engine_->add_request(r).value();
+  std::map<std::pair<RequestId, int64_t>, std::vector<int32_t>> got;
+  auto drain = [&] {
+    while (engine_->has_unfinished())
+      for (const auto& o : engine_->step()) {
+        auto& v = got[{o.request_id, o.index}];
+        v.insert(v.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+      }
+  };
+  drain();
+  const RequestId y = engine_->add_request(r).value();
+  drain();
+  for (int64_t i = 0; i < 3; ++i) {
+    const auto& first = got[std::make_pair(x, i)];
+    EXPECT_EQ(first.size(), 12u);
+    EXPECT_EQ(first, got[std::make_pair(y, i)]) << "continuation " << i;
+  }
+  EXPECT_NE(got[std::make_pair(x, int64_t{0})], got[std::make_pair(x, int64_t{1})]);
+}
+
+TEST_F(EngineTest, MinTokensBansStopTokensUntilReached) {
+  // Make the greedy first token a stop token, then require at least 3 tokens.
+  const std::vector<int32_t> prompt{5, 6, 7};
+  GenerationOptions o;
+  o.max_new_tokens = 1;
+  const int32_t first = generate(*model_, prompt, o).value().token_ids[0];
+  auto r = greedy_request(prompt, 8);
+  r.stop_token_ids = {first};
+  r.min_tokens = 3;
+  const RequestId id = engine_->add_request(r).value();
+  std::map<RequestId, std::string> reasons;
+  auto got = run_all(*engine_, &reasons);
+  ASSERT_GE(got[id].size(), 3u);
+  EXPECT_NE(got[id][0], first);
+}
+
+TEST_F(EngineTest, PromptLogprobsCoverEveryPromptTokenAcrossChunks) {
+  std::vector<int32_t> prompt(600);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>(3 + (i * 37) % 500);
+  auto r = greedy_request(prompt, 2);
+  r.prompt_logprobs = 2;
+  engine_->add_request(r).value();
+  std::optional<std::vector<std::optional<TokenLogprob>>> pl;
+  while (engine_->has_unfinished())
+    for (auto& o : engine_->step())
+      if (o.prompt_logprobs) pl = o.prompt_logprobs;
+  ASSERT_TRUE(pl.has_value());
+  ASSERT_EQ(pl->size(), prompt.size());
+  EXPECT_FALSE((*pl)[0].has_value());
+  for (size_t i = 1; i < prompt.size(); ++i) {
+    ASSERT_TRUE((*pl)[i].has_value()) << i;
+    EXPECT_EQ((*pl)[i]->token, prompt[i]);
+    EXPECT_LE((*pl)[i]->logprob, 0.0f);
+    EXPECT_EQ((*pl)[i]->top.size(), 2u);
+  }
+}
+
+}  // namespace
+}  // namespace longctx
