@@ -2,7 +2,7 @@
 // prefill spent in GEMMs, and those GEMMs against a plain OpenBLAS sgemm of the same
 // shapes measured in the same run (the peer). Prints one JSON object.
 //
-//   longctx_bench --model DIR [--prefill-tokens 512] [--decode-tokens 32] [--repeats 3] [--dtype bf16]
+//   longctx_bench_cpu_forward --model DIR [--prefill-tokens 512] [--decode-tokens 32] [--repeats 3] [--dtype bf16]
 //
 // GEMM share: each layer's four GEMMs (qkv, o, gate|up, down) and the LM head are
 // replayed in isolation at the prefill's shapes with the model's weight dtype; their
@@ -61,7 +61,7 @@ double time_median(int repeats, F&& fn) {
 
 int usage() {
   std::fprintf(stderr,
-               "usage: longctx_bench --model DIR [--prefill-tokens N] [--decode-tokens N] [--repeats N] "
+               "usage: longctx_bench_cpu_forward --model DIR [--prefill-tokens N] [--decode-tokens N] [--repeats N] "
                "[--dtype f32|bf16|f16]\n");
   return 2;
 }

@@ -15,7 +15,7 @@ commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bench || echo
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 json=bench/results/cpu_forward_$(date -u +%Y%m%d_%H%M%S).json
 : > "$json"
-run() { ./build/bench/longctx_bench "$@" | tee -a "$json"; }
+run() { ./build/bench/longctx_bench_cpu_forward "$@" | tee -a "$json"; }
 {
   echo
   echo "## CPU forward — $stamp"

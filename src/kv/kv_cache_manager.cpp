@@ -9,10 +9,13 @@ KVCacheManager::KVCacheManager(const KVCacheConfig& cfg)
 
 int64_t KVCacheManager::find_cached_prefix(Id id, std::span<const int32_t> tokens, std::string_view salt) {
   PerRequest& r = requests_[id];
-  r.salt = std::string(salt);
-  if (!pool_.prefix_caching()) return 0;
+  if (!pool_.prefix_caching()) {
+    r.salt = std::string(salt);
+    return 0;
+  }
   const int64_t full = static_cast<int64_t>(tokens.size()) / block_size_;
-  r.hashes.clear();
+  if (r.salt != salt) r.hashes.clear();  // keys depend on the salt; otherwise only new blocks are hashed
+  r.salt = std::string(salt);
   extend_block_hashes(r.hashes, tokens, block_size_, full, r.salt);
   int64_t hits = 0;
   while (hits < full && pool_.lookup(r.hashes[static_cast<size_t>(hits)])) ++hits;
@@ -28,8 +31,11 @@ bool KVCacheManager::allocate(Id id, std::span<const int32_t>, int64_t num_compu
   PerRequest& r = requests_[id];
   std::vector<int32_t> hits;
   if (r.blocks.empty() && num_cached_prefix > 0) {
-    for (int64_t b = 0; b < num_cached_prefix / block_size_; ++b)
-      hits.push_back(*pool_.lookup(r.hashes[static_cast<size_t>(b)]));
+    for (int64_t b = 0; b < num_cached_prefix / block_size_; ++b) {
+      auto hit = b < static_cast<int64_t>(r.hashes.size()) ? pool_.lookup(r.hashes[static_cast<size_t>(b)]) : std::nullopt;
+      if (!hit) return false;  // not found by find_cached_prefix in this same step: a caller bug, refused
+      hits.push_back(*hit);
+    }
     pool_.touch(hits);  // before allocating, so fresh allocations cannot evict them
   }
   const int64_t have = static_cast<int64_t>(r.blocks.size() + hits.size());

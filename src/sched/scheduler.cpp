@@ -94,10 +94,12 @@ StepPlan Scheduler::schedule(double now_s) {
            static_cast<int64_t>(running_.size()) < cfg_.max_num_seqs;
          ++admitted) {
       Request* r = waiting_[admitted];
-      if (r->num_cached_tokens < 0) r->num_cached_tokens = kv_.find_cached_prefix(r->id, r->token_ids, r->cache_salt);
-      const int64_t computed = r->num_cached_tokens;
+      // Looked up at every admission attempt: blocks found in an earlier step may have
+      // been evicted since.
+      const int64_t computed = kv_.find_cached_prefix(r->id, r->token_ids, r->cache_salt);
       const int64_t num_new = std::min(r->num_tokens() - computed, budget);
       if (!kv_.allocate(r->id, r->token_ids, computed, num_new, computed)) break;
+      r->num_cached_tokens = computed;
       r->num_computed_tokens = computed;
       r->status = RequestStatus::kRunning;
       running_.push_back(r);
