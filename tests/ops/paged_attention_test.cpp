@@ -41,8 +41,8 @@ struct Batch {
   int64_t total_q() const { return q_begin.back(); }
 };
 
-Batch make_batch(const std::vector<SeqSpec>& seqs, int64_t hq, int64_t hkv, int64_t d, int64_t bs, uint32_t seed,
-                 int64_t q_pad = 0) {
+Batch make_batch(const std::vector<SeqSpec>& seqs, int64_t hq, int64_t hkv, int64_t d, int64_t bs,
+                 uint32_t seed, int64_t q_pad = 0) {
   Batch b;
   b.hq = hq, b.hkv = hkv, b.d = d, b.bs = bs, b.seqs = seqs;
   std::mt19937 rng(seed);
@@ -224,8 +224,9 @@ TEST(PagedAttention, DecodeBatchShuffledBlockTables) {
 TEST(PagedAttention, MixedBatchDecodesAndPrefillChunks) {
   // Decodes, a whole-prompt prefill, chunks over cached prefixes, a sequence with no
   // query this step, and a 1-token prompt — in one call.
-  auto b = make_batch({{90, 1}, {129, 129}, {1, 1}, {300, 45}, {77, 0}, {513, 1}, {64, 64}, {1000, 100}, {17, 1}},
-                      6, 2, 64, 16, 4);
+  auto b =
+      make_batch({{90, 1}, {129, 129}, {1, 1}, {300, 45}, {77, 0}, {513, 1}, {64, 64}, {1000, 100}, {17, 1}},
+                 6, 2, 64, 16, 4);
   expect_matches(run(b), reference(b));
 }
 
@@ -235,12 +236,12 @@ struct HeadsCase {
 
 class PagedAttentionHeads : public ::testing::TestWithParam<HeadsCase> {};
 
-// MHA, GQA and MQA (including 32-wide groups that take the sgemm path for decodes) at block
+// MHA, GQA and MQA (32-wide groups take the sgemm path even for decodes) at block
 // sizes 1, 16 and 32, with context lengths that are and are not multiples of the block.
 TEST_P(PagedAttentionHeads, DecodesAndChunksMatchReference) {
   const auto c = GetParam();
-  auto b = make_batch({{1, 1}, {32, 1}, {33, 1}, {95, 7}, {160, 1}, {250, 250}, {31, 31}}, c.hq, c.hkv, 32, c.bs,
-                      static_cast<uint32_t>(c.hq * 100 + c.hkv * 10 + c.bs));
+  auto b = make_batch({{1, 1}, {32, 1}, {33, 1}, {95, 7}, {160, 1}, {250, 250}, {31, 31}}, c.hq, c.hkv, 32,
+                      c.bs, static_cast<uint32_t>(c.hq * 100 + c.hkv * 10 + c.bs));
   expect_matches(run(b), reference(b));
 }
 

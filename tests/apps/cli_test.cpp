@@ -1,0 +1,114 @@
+// The `longctx` binary end to end: what a user types, what they get back.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include "model/safetensors.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+const std::string kBin = LONGCTX_BINARY;
+const std::string kHf = std::string(LONGCTX_TEST_DATA_DIR) + "/hf/";
+
+struct CliResult {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+CliResult run_cli(const std::string& args) {
+  const std::string cmd = kBin + " " + args + " 2>&1";
+  std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
+  std::string out;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p.get())) > 0) out.append(buf.data(), n);
+  const int status = pclose(p.release());
+  return {WEXITSTATUS(status), out};
+}
+
+TEST(Cli, GenerateWithPromptIdsReproducesTheTransformersGreedyTokens) {
+  // llama_gqa prompt 1 (33 tokens) and its greedy continuation from golden.safetensors.
+  auto ck = longctx::Checkpoint::open(kHf + "llama_gqa/golden.safetensors").value();
+  const longctx::Tensor ids = ck.get("prompt_1_ids").value().to(longctx::DType::kI64);
+  const longctx::Tensor greedy = ck.get("prompt_1_greedy").value().to(longctx::DType::kI64);
+  std::string csv;
+  for (int64_t i = 0; i < ids.numel(); ++i) {
+    if (i) csv += ',';
+    csv += std::to_string(ids.data<int64_t>()[i]);
+  }
+  CliResult r = run_cli("generate --model " + kHf + "llama_gqa --prompt-ids " + csv + " --max-tokens " +
+                        std::to_string(greedy.numel()) + " --json --ignore-eos");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(static_cast<int64_t>(j["token_ids"].size()), greedy.numel());
+  for (int64_t i = 0; i < greedy.numel(); ++i)
+    EXPECT_EQ(j["token_ids"][static_cast<size_t>(i)].get<int64_t>(), greedy.data<int64_t>()[i]) << i;
+  EXPECT_TRUE(j["text"].is_null());  // the fixture has no tokenizer
+}
+
+TEST(Cli, BadInputGivesAClearErrorAndExitCodeOne) {
+  CliResult r = run_cli("generate --model " + kHf + "llama_gqa --prompt-ids 5,x --max-tokens 2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("--prompt-ids: 'x'"), std::string::npos) << r.out;
+  r = run_cli("generate --model " + kHf + "llama_gqa --prompt-ids 5,999 --max-tokens 2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("token id 999"), std::string::npos) << r.out;
+  r = run_cli("generate --model /nonexistent/model --prompt-ids 5 --max-tokens 2");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("/nonexistent/model"), std::string::npos) << r.out;
+  r = run_cli("tokenize --model " + kHf + "llama_gqa --text hi");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.out.find("tokenizer.json"), std::string::npos) << r.out;
+}
+
+TEST(Cli, MakeModelThenChatTokenizeAndBatchFile) {
+  const fs::path dir = fs::temp_directory_path() / ("longctx_cli_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  CliResult r = run_cli("make-model --arch qwen3 --preset tiny --out " + dir.string() + " --tokenizers-dir " +
+              LONGCTX_TOKENIZERS_DIR);
+  ASSERT_EQ(r.code, 0) << r.out;
+
+  r = run_cli("tokenize --model " + dir.string() + " --text 'Hello, world!' --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(nlohmann::json::parse(r.out)["ids"], nlohmann::json({9707, 11, 1879, 0}));
+
+  r = run_cli("generate --model " + dir.string() + " --chat 'Hi there' --max-tokens 5 --json --ignore-eos");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["token_ids"].size(), 5u);
+  EXPECT_EQ(j["prompt_token_ids"][0], 151644);  // <|im_start|>: the chat template was applied
+
+  const fs::path batch = dir / "requests.jsonl";
+  std::ofstream(batch) << R"({"prompt": "Once upon a time", "max_tokens": 4, "ignore_eos": true})" << "\n"
+                       << R"({"prompt_token_ids": [1, 2, 3], "max_tokens": 3, "n": 2, "temperature": 1.0, "seed": 7, "ignore_eos": true})"
+                       << "\n"
+                       << "not json\n"
+                       << R"({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "top_p": 7})" << "\n"
+                       << R"({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2, "ignore_eos": true})" << "\n";
+  r = run_cli("generate --model " + dir.string() + " --batch-file " + batch.string() + " --max-num-seqs 4");
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::vector<nlohmann::json> lines;
+  size_t pos = 0;
+  while (pos < r.out.size()) {
+    size_t end = r.out.find('\n', pos);
+    lines.push_back(nlohmann::json::parse(r.out.substr(pos, end - pos)));
+    pos = end + 1;
+  }
+  ASSERT_EQ(lines.size(), 5u) << r.out;
+  EXPECT_EQ(lines[0]["outputs"][0]["token_ids"].size(), 4u);
+  EXPECT_EQ(lines[0]["outputs"][0]["finish_reason"], "length");
+  EXPECT_EQ(lines[1]["outputs"].size(), 2u);
+  EXPECT_NE(lines[2]["error"].get<std::string>().find("line 3"), std::string::npos);
+  EXPECT_NE(lines[3]["error"].get<std::string>().find("top_p"), std::string::npos);
+  EXPECT_EQ(lines[4]["outputs"][0]["token_ids"].size(), 2u);
+  fs::remove_all(dir);
+}
+
+}  // namespace
