@@ -5,13 +5,13 @@
 // between them runs in fp32 with a vectorisable exp.
 #include "ops/cpu/attention.h"
 
-#include "ops/cpu/attention_tile.h"
-
 #include <algorithm>
 #include <cmath>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "ops/cpu/attention_tile.h"
 
 namespace longctx::cpu {
 namespace {

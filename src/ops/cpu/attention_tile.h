@@ -109,8 +109,8 @@ inline void softmax_step(float* s, int64_t lds, int64_t bk, const RowState& st) 
 // (called only when needs_mask), softmax step, O += P·V. k and v have token stride ldk/ldv;
 // s is scratch of [rows, lds ≥ bk].
 template <class MaskRow>
-void gemm_tile(const float* qs, const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t bk, float* s,
-               int64_t lds, const RowState& st, bool needs_mask, MaskRow&& mask_row) {
+void gemm_tile(const float* qs, const float* k, int64_t ldk, const float* v, int64_t ldv, int64_t bk,
+               float* s, int64_t lds, const RowState& st, bool needs_mask, MaskRow&& mask_row) {
   const int rows = static_cast<int>(st.rows), d = static_cast<int>(st.d);
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, static_cast<int>(bk), d, 1.0f, qs, d, k,
               static_cast<int>(ldk), 0.0f, s, static_cast<int>(lds));

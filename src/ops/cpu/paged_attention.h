@@ -16,8 +16,8 @@ namespace longctx::cpu {
 // k/v: [num_tokens, kv_width] with token stride token_stride (so they can be read straight
 // from a fused qkv projection output); kv_width = num_kv_heads · head_dim. slots[i] = -1
 // skips token i (padding).
-void write_kv_cache(const float* k, const float* v, int64_t num_tokens, int64_t token_stride, int64_t kv_width,
-                    const int64_t* slots, float* k_cache, float* v_cache);
+void write_kv_cache(const float* k, const float* v, int64_t num_tokens, int64_t token_stride,
+                    int64_t kv_width, const int64_t* slots, float* k_cache, float* v_cache);
 
 struct PagedAttentionParams {
   // All sequences' query tokens back to back: [total_q, num_q_heads, head_dim], token
