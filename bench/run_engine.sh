@@ -4,16 +4,7 @@
 # bench/RESULTS.md and bench/results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/build.sh
-mkdir -p models bench/results
-for preset in tiny 0.6b; do
-  [ -f "models/qwen3-$preset/model.safetensors" ] ||
-    ./build/src/longctx make-model --arch qwen3 --preset "$preset" --out "models/qwen3-$preset"
-done
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(nproc)}"
-stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bench || echo "+dirty")
-cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+source bench/common.sh
 json=bench/results/engine_$(date -u +%Y%m%d_%H%M%S).json
 tiny=$(./build/bench/longctx_bench_engine --model models/qwen3-tiny --prompt-len 128 --output-len 32)
 small=$(./build/bench/longctx_bench_engine --model models/qwen3-0.6b --prompt-len 32 --output-len 16)

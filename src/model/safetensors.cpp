@@ -22,17 +22,6 @@ namespace fs = std::filesystem;
 // The reference implementation refuses headers above 100 MB; so do we, before parsing.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
-const char* safetensors_dtype_name(DType t) {
-  switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kBF16: return "BF16";
-    case DType::kF16: return "F16";
-    case DType::kI32: return "I32";
-    case DType::kI64: return "I64";
-  }
-  return "?";
-}
-
 // Header dtype names: ours map to a DType; names the format defines that we do not hold
 // (e.g. DeepSeek-V3's F8_E4M3 weights) are Unimplemented; anything else is corruption.
 Result<DType> parse_header_dtype(const std::string& name, const std::string& where) {
@@ -210,6 +199,17 @@ Result<json> read_json_file(const fs::path& path) {
 }
 
 }  // namespace
+
+const char* safetensors_dtype_name(DType t) {
+  switch (t) {
+    case DType::kF32: return "F32";
+    case DType::kBF16: return "BF16";
+    case DType::kF16: return "F16";
+    case DType::kI32: return "I32";
+    case DType::kI64: return "I64";
+  }
+  return "?";
+}
 
 struct Checkpoint::MappedFile {
   std::string path;

@@ -24,6 +24,9 @@ struct SafetensorsEntry {
   int file = 0;  // index into the checkpoint's files
 };
 
+// The format's name of a dtype ("F32", "BF16", ...).
+const char* safetensors_dtype_name(DType t);
+
 class Checkpoint {
  public:
   // dir holds model.safetensors, or model.safetensors.index.json and its shards; a path

@@ -9,21 +9,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model/safetensors.h"
+
 namespace longctx {
 namespace {
 
 namespace fs = std::filesystem;
-
-const char* safetensors_dtype(DType t) {
-  switch (t) {
-    case DType::kF32: return "F32";
-    case DType::kBF16: return "BF16";
-    case DType::kF16: return "F16";
-    case DType::kI32: return "I32";
-    case DType::kI64: return "I64";
-  }
-  return "?";
-}
 
 int64_t numel_of(const Shape& s) {
   int64_t n = 1;
@@ -59,7 +50,7 @@ Status write_safetensors_streaming(const fs::path& path, std::vector<Safetensors
     if (header.contains(s.name)) return invalid_argument(path.string() + ": tensor '" + s.name + "' given twice");
     const uint64_t bytes = static_cast<uint64_t>(numel_of(s.shape)) * dtype_size(s.dtype);
     header[s.name] = {
-        {"dtype", safetensors_dtype(s.dtype)}, {"shape", s.shape}, {"data_offsets", {offset, offset + bytes}}};
+        {"dtype", safetensors_dtype_name(s.dtype)}, {"shape", s.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string text = header.dump();
