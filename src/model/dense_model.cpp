@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "model/moe_mlp.h"
 #include "ops/cpu/activation.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/embedding.h"
@@ -121,6 +122,10 @@ void DenseModel::attention_block(int64_t layer, const float* normed, const Forwa
 
 void DenseModel::mlp_block(int64_t layer, const float* normed, int64_t t, float* residual) const {
   const DenseLayerWeights& lw = w_.layers[static_cast<size_t>(layer)];
+  if (lw.is_moe()) {
+    moe_mlp_forward(cfg_, lw, normed, t, residual);
+    return;
+  }
   const int64_t inter = cfg_.intermediate_size;
   Tensor gate_up = Tensor::empty({t, 2 * inter}, DType::kF32);
   run_linear(normed, t, lw.gate_up, lw.gate_up_bias, gate_up.data<float>(), false);

@@ -67,11 +67,19 @@ class Loader {
 
 }  // namespace
 
+bool is_moe_layer(const ModelConfig& cfg, int64_t layer) {
+  if (!cfg.is_moe()) return false;
+  if (cfg.arch == Architecture::kMixtral) return true;
+  for (int64_t l : cfg.mlp_only_layers)
+    if (l == layer) return false;
+  return (layer + 1) % cfg.decoder_sparse_step == 0;
+}
+
 Result<DenseWeights> load_dense_weights(const Checkpoint& ckpt, const ModelConfig& cfg,
                                         std::optional<DType> dtype) {
-  if (cfg.is_moe() || cfg.is_mla())
+  if (cfg.is_mla())
     return unimplemented(std::string("load_dense_weights: ") + architecture_name(cfg.arch) +
-                         " is not a dense Llama-family architecture");
+                         " (multi-head latent attention) is not a Llama-family architecture");
   Loader ld(ckpt, dtype);
   const int64_t hidden = cfg.hidden_size, d = cfg.head_dim, hq = cfg.num_heads, hkv = cfg.num_kv_heads;
   const int64_t inter = cfg.intermediate_size, vocab = cfg.vocab_size;
@@ -112,6 +120,21 @@ Result<DenseWeights> load_dense_weights(const Checkpoint& ckpt, const ModelConfi
     // transformers' Llama puts attention_bias on o_proj as well; Qwen2 biases q/k/v only.
     if (cfg.qkv_bias && cfg.arch == Architecture::kLlama) {
       LONGCTX_ASSIGN_OR_RETURN(lw.o_bias, ld.vector_f32(p + "self_attn.o_proj.bias", hidden));
+    }
+    if (is_moe_layer(cfg, l)) {
+      const bool mixtral = cfg.arch == Architecture::kMixtral;
+      const std::string moe = p + (mixtral ? "block_sparse_moe." : "mlp.");
+      const int64_t mi = cfg.moe_intermediate_size;
+      LONGCTX_ASSIGN_OR_RETURN(Tensor router, ld.matrix(moe + "gate.weight", cfg.num_experts, hidden));
+      lw.router = router.to(DType::kF32);
+      for (int64_t e = 0; e < cfg.num_experts; ++e) {
+        const std::string x = moe + "experts." + std::to_string(e) + ".";
+        LONGCTX_ASSIGN_OR_RETURN(Tensor g, ld.matrix(x + (mixtral ? "w1.weight" : "gate_proj.weight"), mi, hidden));
+        LONGCTX_ASSIGN_OR_RETURN(Tensor u, ld.matrix(x + (mixtral ? "w3.weight" : "up_proj.weight"), mi, hidden));
+        LONGCTX_ASSIGN_OR_RETURN(Tensor dn, ld.matrix(x + (mixtral ? "w2.weight" : "down_proj.weight"), hidden, mi));
+        lw.experts.push_back({concat_rows({g, u}, ld.fused_dtype(g)), as_dtype(dn, dtype)});
+      }
+      continue;
     }
     LONGCTX_ASSIGN_OR_RETURN(Tensor gate, ld.matrix(p + "mlp.gate_proj.weight", inter, hidden));
     LONGCTX_ASSIGN_OR_RETURN(Tensor up, ld.matrix(p + "mlp.up_proj.weight", inter, hidden));

@@ -1,5 +1,5 @@
-// Weights of the dense Llama family (LlamaForCausalLM, Qwen2ForCausalLM,
-// Qwen3ForCausalLM), loaded from a Checkpoint with every shape checked against the
+// Weights of the Llama-family decoders (LlamaForCausalLM, Qwen2ForCausalLM,
+// Qwen3ForCausalLM, and with a routed MLP MixtralForCausalLM, Qwen3MoeForCausalLM), loaded from a Checkpoint with every shape checked against the
 // config. Projections that run on the same input are fused at load (q|k|v into one
 // matrix, gate|up into one) so a layer is four GEMMs. Matrices are kept in the
 // checkpoint's dtype or converted to `dtype`; norms and biases are always fp32.
@@ -15,6 +15,12 @@
 
 namespace longctx {
 
+// One expert of a mixture-of-experts MLP (Mixtral w1|w3 → gate_up, w2 → down).
+struct ExpertWeights {
+  Tensor gate_up;  // [2·moe_intermediate, hidden]
+  Tensor down;     // [hidden, moe_intermediate]
+};
+
 struct DenseLayerWeights {
   Tensor input_norm;     // f32 [hidden]
   Tensor qkv;            // [(Hq + 2·Hkv)·D, hidden]
@@ -26,6 +32,11 @@ struct DenseLayerWeights {
   Tensor gate_up;        // [2·intermediate, hidden]
   Tensor down;           // [hidden, intermediate]
   Tensor gate_up_bias, down_bias;  // f32, llama mlp_bias only
+  // Mixture of experts (Mixtral, Qwen3-MoE): when `experts` is non-empty the layer's MLP
+  // is routed — `router` f32 [num_experts, hidden] — and gate_up/down are unused.
+  Tensor router;
+  std::vector<ExpertWeights> experts;
+  bool is_moe() const { return !experts.empty(); }
 };
 
 struct DenseWeights {
@@ -36,6 +47,10 @@ struct DenseWeights {
 };
 
 // dtype: keep each matrix in the file's dtype when unset.
+// Whether layer `layer` has a routed MLP (Qwen3-MoE's decoder_sparse_step and
+// mlp_only_layers; every layer of Mixtral).
+bool is_moe_layer(const ModelConfig& cfg, int64_t layer);
+
 Result<DenseWeights> load_dense_weights(const Checkpoint& ckpt, const ModelConfig& cfg,
                                         std::optional<DType> dtype);
 

@@ -123,8 +123,11 @@ TEST_P(DenseGoldenTest, GreedyGenerationMatchesTransformers) {
 }
 
 // bf16 weights (rounded from the fp32 file, computed with fp32 accumulation): the
-// bound we meet against the float64 reference, measured on these fixtures.
-constexpr double kBf16RelativeBound = 2e-2;  // measured 1.1e-2 to 1.5e-2
+// bound we meet against the float64 reference, measured on these fixtures. Dense
+// models: 1.1e-2 to 1.5e-2. Routed models are not smooth in their weights: a token whose
+// router scores nearly tie can pick another expert once the hidden state moves by bf16
+// rounding (measured: mixtral_moe 2.0e-2, qwen3_moe 1.9e-1, from such flips).
+double bf16_bound(const std::string& model) { return model.find("moe") != std::string::npos ? 2.5e-1 : 2e-2; }
 
 TEST_P(DenseGoldenTest, Bf16WeightsStayWithinStatedBound) {
   ModelLoadOptions opts;
@@ -136,12 +139,13 @@ TEST_P(DenseGoldenTest, Bf16WeightsStayWithinStatedBound) {
     worst = std::max(worst, relative_error(logits_at(*model, g, static_cast<int64_t>(g.ids.size())), g.logits));
   RecordProperty("bf16_relative_error", std::to_string(worst));
   std::printf("[ bf16 ] %s: max|Δ|/max|ref| = %.3g\n", GetParam().c_str(), worst);
-  EXPECT_LE(worst, kBf16RelativeBound);
+  EXPECT_LE(worst, bf16_bound(GetParam()));
   EXPECT_GT(worst, 0.0);  // the weights really were rounded
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DenseGoldenTest,
-                         ::testing::Values("llama_gqa", "qwen2_bias_tied", "qwen3_qknorm"));
+                         ::testing::Values("llama_gqa", "qwen2_bias_tied", "qwen3_qknorm", "mixtral_moe",
+                                           "qwen3_moe"));
 
 TEST(DenseModelErrors, TokenIdOutsideVocabularyIsRejected) {
   auto model = DenseModel::load(kHf + "llama_gqa");

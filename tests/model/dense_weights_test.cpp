@@ -55,11 +55,11 @@ TEST(DenseWeights, WrongShapeIsNamedWithBothShapes) {
   fs::remove_all(dir);
 }
 
-TEST(DenseWeights, MoeArchitectureIsNotLoadedAsDense) {
-  auto m = DenseModel::load(fs::path(LONGCTX_TEST_DATA_DIR) / "hf" / "mixtral_moe");
+TEST(DenseWeights, MlaArchitectureIsRefusedWithItsName) {
+  auto m = DenseModel::load(fs::path(LONGCTX_TEST_DATA_DIR) / "hf" / "deepseek_v3_mla");
   ASSERT_FALSE(m.is_ok());
   EXPECT_EQ(m.status().code(), StatusCode::kUnimplemented);
-  EXPECT_NE(m.status().message().find("MixtralForCausalLM"), std::string::npos) << m.status().message();
+  EXPECT_NE(m.status().message().find("DeepseekV3ForCausalLM"), std::string::npos) << m.status().message();
 }
 
 }  // namespace
