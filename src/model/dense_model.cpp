@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "model/mla_attention.h"
 #include "model/moe_mlp.h"
 #include "ops/cpu/activation.h"
 #include "ops/cpu/attention.h"
@@ -49,11 +50,14 @@ Result<DenseModel> DenseModel::from_checkpoint(ModelConfig cfg, const Checkpoint
 }
 
 SequenceKV DenseModel::new_kv(int64_t capacity_tokens) const {
-  return SequenceKV(cfg_.num_layers, cfg_.num_kv_heads, cfg_.head_dim, capacity_tokens);
+  const KVCacheShape s = kv_cache_shape(1, 16);
+  return SequenceKV(s.num_layers, s.num_kv_heads, s.head_dim, capacity_tokens, s.block_size, s.kv_shared);
 }
 
 KVCacheShape DenseModel::kv_cache_shape(int64_t num_blocks, int64_t block_size) const {
-  return {cfg_.num_layers, num_blocks, block_size, cfg_.num_kv_heads, cfg_.head_dim};
+  if (cfg_.is_mla())  // one latent per token: (kv_lora_rank + qk_rope_head_dim), K and V alike
+    return {cfg_.num_layers, num_blocks, block_size, 1, cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, true};
+  return {cfg_.num_layers, num_blocks, block_size, cfg_.num_kv_heads, cfg_.head_dim, false};
 }
 
 void DenseModel::attention_block(int64_t layer, const float* normed, const ForwardBatch& batch, PagedKVCache& cache,
@@ -148,7 +152,8 @@ Result<Tensor> DenseModel::forward(const ForwardBatch& batch, PagedKVCache& cach
       return invalid_argument("logit row " + std::to_string(r) + " is outside the batch of " + std::to_string(t) +
                               " tokens");
   const KVCacheShape& cs = cache.shape();
-  if (cs.num_layers != cfg_.num_layers || cs.num_kv_heads != cfg_.num_kv_heads || cs.head_dim != cfg_.head_dim)
+  const KVCacheShape want = kv_cache_shape(cs.num_blocks, cs.block_size);
+  if (cs.num_layers != want.num_layers || cs.num_kv_heads != want.num_kv_heads || cs.head_dim != want.head_dim)
     return invalid_argument("KV cache shape does not match the model (layers, kv heads, head_dim)");
   if (t == 0) return Tensor::empty({0, vocab}, DType::kF32);
 
@@ -161,7 +166,11 @@ Result<Tensor> DenseModel::forward(const ForwardBatch& batch, PagedKVCache& cach
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     const DenseLayerWeights& lw = w_.layers[static_cast<size_t>(l)];
     cpu::rms_norm(residual.data<float>(), lw.input_norm.data<float>(), normed.data<float>(), t, hidden, eps);
-    attention_block(l, normed.data<float>(), batch, cache, residual.data<float>());
+    if (cfg_.is_mla()) {
+      mla_attention_forward(cfg_, lw, inv_freq_.data(), normed.data<float>(), batch, cache, l, residual.data<float>());
+    } else {
+      attention_block(l, normed.data<float>(), batch, cache, residual.data<float>());
+    }
     cpu::rms_norm(residual.data<float>(), lw.post_attention_norm.data<float>(), normed.data<float>(), t, hidden,
                   eps);
     mlp_block(l, normed.data<float>(), t, residual.data<float>());

@@ -36,6 +36,17 @@ struct DenseLayerWeights {
   // is routed — `router` f32 [num_experts, hidden] — and gate_up/down are unused.
   Tensor router;
   std::vector<ExpertWeights> experts;
+  Tensor router_bias;            // f32 [num_experts]: DeepSeek-V3 e_score_correction_bias
+  ExpertWeights shared_expert;   // DeepSeek-V3 shared experts (one fused MLP), or empty
+
+  // Multi-head latent attention (DeepSeek-V3); qkv/q_norm/k_norm are unused then.
+  Tensor q_a, q_a_norm, q_b;  // q LoRA: [q_lora, hidden], f32 [q_lora], [H·(nope+rope), q_lora]
+  Tensor q_proj;              // without q LoRA: [H·(nope+rope), hidden]
+  Tensor kv_a;                // [kv_lora + rope, hidden]
+  Tensor kv_a_norm;           // f32 [kv_lora]
+  // kv_b_proj split per head for the absorbed form: k_up_t[h] = W_uk[h]ᵀ, v_up[h] = W_uv[h].
+  Tensor k_up_t;  // f32 [H, kv_lora, nope]
+  Tensor v_up;    // f32 [H, v_head_dim, kv_lora]
   bool is_moe() const { return !experts.empty(); }
 };
 

@@ -1,5 +1,5 @@
-// The routed MLP of Mixtral and Qwen3-MoE on the CPU: router softmax over experts,
-// top-k per token (weights renormalised over the k when the config says so — always
+// The routed MLP of Mixtral, Qwen3-MoE and DeepSeek-V3 on the CPU: router scores
+// (softmax, or DeepSeek's biased sigmoid with group-limited choice), top-k per token (weights renormalised over the k when the config says so — always
 // for Mixtral), tokens grouped per expert so each expert runs one GEMM over its tokens,
 // and the weighted outputs added into the residual stream.
 #pragma once

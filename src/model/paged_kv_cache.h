@@ -12,9 +12,14 @@ namespace longctx {
 
 struct KVCacheShape {
   int64_t num_layers = 0, num_blocks = 0, block_size = 16, num_kv_heads = 0, head_dim = 0;
+  // MLA: one latent per token ([compressed kv | rope key]) serves as both K and V, so V
+  // aliases K and the cache holds it once.
+  bool kv_shared = false;
   int64_t token_width() const { return num_kv_heads * head_dim; }  // floats per token per layer for K (or V)
   // Bytes of one block over all layers, K and V: the unit a memory budget is divided by.
-  int64_t bytes_per_block() const { return 2 * num_layers * block_size * token_width() * int64_t(sizeof(float)); }
+  int64_t bytes_per_block() const {
+    return (kv_shared ? 1 : 2) * num_layers * block_size * token_width() * int64_t(sizeof(float));
+  }
 };
 
 class PagedKVCache {

@@ -6,8 +6,8 @@
 namespace longctx {
 
 SequenceKV::SequenceKV(int64_t num_layers, int64_t num_kv_heads, int64_t head_dim, int64_t capacity_tokens,
-                       int64_t block_size) {
-  KVCacheShape shape{num_layers, 1, block_size, num_kv_heads, head_dim};
+                       int64_t block_size, bool kv_shared) {
+  KVCacheShape shape{num_layers, 1, block_size, num_kv_heads, head_dim, kv_shared};
   cache_ = PagedKVCache(shape);
   reserve(std::max<int64_t>(capacity_tokens, 1));
 }
