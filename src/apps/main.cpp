@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   longctx::apps::add_generate_command(app, run);
   longctx::apps::add_tokenize_command(app, run);
   longctx::apps::add_make_model_command(app, run);
+  longctx::apps::add_simulate_command(app, run);
   CLI11_PARSE(app, argc, argv);
   try {
     return run ? run() : 0;

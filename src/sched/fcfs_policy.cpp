@@ -19,9 +19,4 @@ void FcfsPolicy::order_waiting(std::vector<Request*>& waiting, double) const {
   std::stable_sort(waiting.begin(), waiting.end(), arrived_before);
 }
 
-Result<std::unique_ptr<SchedulingPolicy>> make_policy(const std::string& name) {
-  if (name == "fcfs") return std::unique_ptr<SchedulingPolicy>(std::make_unique<FcfsPolicy>());
-  return invalid_argument("--policy " + name + ": unknown scheduling policy (available: fcfs)");
-}
-
 }  // namespace longctx

@@ -43,6 +43,11 @@ void Scheduler::preempt(Request* r, StepPlan& plan) {
   plan.preempted.push_back(r->id);
 }
 
+int64_t Scheduler::size_chunk(const Request& r, int64_t start, int64_t num_new, const StepPlan& plan) const {
+  if (!chunk_sizer_ || num_new <= 1) return num_new;
+  return std::clamp<int64_t>(chunk_sizer_->chunk_tokens(r, start, num_new, plan), 1, num_new);
+}
+
 StepPlan Scheduler::schedule(double now_s) {
   StepPlan plan;
   int64_t budget = cfg_.max_num_batched_tokens;
@@ -51,7 +56,8 @@ StepPlan Scheduler::schedule(double now_s) {
   // 1. Running requests: decodes and unfinished prefills, in priority order.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Request* r = running_[i];
-    const int64_t num_new = std::min(r->num_uncomputed_tokens(), budget);
+    const int64_t num_new =
+        size_chunk(*r, r->num_computed_tokens, std::min(r->num_uncomputed_tokens(), budget), plan);
     bool scheduled = false;
     while (true) {
       if (kv_.allocate(r->id, r->token_ids, r->num_computed_tokens, num_new)) {
@@ -97,7 +103,7 @@ StepPlan Scheduler::schedule(double now_s) {
       // Looked up at every admission attempt: blocks found in an earlier step may have
       // been evicted since.
       const int64_t computed = kv_.find_cached_prefix(r->id, r->token_ids, r->cache_salt);
-      const int64_t num_new = std::min(r->num_tokens() - computed, budget);
+      const int64_t num_new = size_chunk(*r, computed, std::min(r->num_tokens() - computed, budget), plan);
       if (!kv_.allocate(r->id, r->token_ids, computed, num_new, computed)) break;
       r->num_cached_tokens = computed;
       r->num_computed_tokens = computed;

@@ -14,6 +14,7 @@
 
 #include "core/status.h"
 #include "kv/kv_cache_manager.h"
+#include "sched/chunk_sizer.h"
 #include "sched/policy.h"
 #include "sched/request.h"
 #include "sched/step_plan.h"
@@ -47,14 +48,19 @@ class Scheduler {
   bool has_unfinished() const { return !running_.empty() || !waiting_.empty(); }
   const SchedulerConfig& config() const { return cfg_; }
   const SchedulingPolicy& policy() const { return *policy_; }
+  // Sizes every chunk of more than one token (adaptive chunking). Not owned; nullptr
+  // (the default): a chunk is whatever the token budget leaves.
+  void set_chunk_sizer(const ChunkSizer* sizer) { chunk_sizer_ = sizer; }
 
  private:
   void preempt(Request* r, StepPlan& plan);
   Request* find(RequestId id) const;
+  int64_t size_chunk(const Request& r, int64_t start, int64_t num_new, const StepPlan& plan) const;
 
   SchedulerConfig cfg_;
   KVCacheManager& kv_;
   std::unique_ptr<SchedulingPolicy> policy_;
+  const ChunkSizer* chunk_sizer_ = nullptr;
   std::vector<Request*> running_;
   std::vector<Request*> waiting_;
 };

@@ -1,0 +1,521 @@
+#include "model/sharded_dense_model.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "ops/cpu/activation.h"
+#include "ops/cpu/attention.h"
+#include "ops/cpu/embedding.h"
+#include "ops/cpu/linear.h"
+#include "ops/cpu/norm.h"
+#include "ops/cpu/paged_attention.h"
+#include "ops/cpu/rope.h"
+
+namespace longctx {
+namespace {
+
+void run_linear(const float* x, int64_t m, const Tensor& w, const Tensor& bias, float* y) {
+  cpu::LinearParams p;
+  p.x = x;
+  p.w = w.raw();
+  p.w_dtype = w.dtype();
+  p.bias = bias.numel() > 0 && bias.raw() ? bias.data<float>() : nullptr;
+  p.y = y;
+  p.m = m;
+  p.n = w.size(0);
+  p.k = w.size(1);
+  cpu::linear(p);
+}
+
+// residual[r, :] += delta[r, :] (+ bias): the sum of the ranks' partial projections.
+void add_rows(float* residual, const float* delta, const Tensor& bias, int64_t rows, int64_t dim) {
+  const float* b = bias.numel() > 0 && bias.raw() ? bias.data<float>() : nullptr;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < dim; ++c) residual[r * dim + c] += delta[r * dim + c] + (b ? b[c] : 0.0f);
+}
+
+// Row ranges [begin, end) of matrices (or vectors), concatenated into one owned tensor.
+struct RowRange {
+  const Tensor* t;
+  int64_t begin, end;
+};
+Tensor concat_rows(const std::vector<RowRange>& parts) {
+  int64_t rows = 0;
+  for (const RowRange& p : parts) rows += p.end - p.begin;
+  Shape shape = parts.front().t->shape();
+  shape[0] = rows;
+  Tensor out = Tensor::empty(shape, parts.front().t->dtype());
+  int64_t at = 0;
+  for (const RowRange& p : parts) {
+    out.slice(0, at, at + p.end - p.begin).copy_from(p.t->slice(0, p.begin, p.end));
+    at += p.end - p.begin;
+  }
+  return out;
+}
+Tensor columns(const Tensor& t, int64_t begin, int64_t end) { return t.slice(1, begin, end).contiguous(); }
+bool defined_nonempty(const Tensor& t) { return t.numel() > 0 && t.raw() != nullptr; }
+
+}  // namespace
+
+ShardedDenseModel::ShardedDenseModel(ModelConfig cfg, ParallelLayout layout, int rank, DenseWeights w,
+                                     int64_t local_vocab)
+    : cfg_(std::move(cfg)),
+      layout_(std::move(layout)),
+      rank_(rank),
+      coords_(layout_.coords(rank)),
+      w_(std::move(w)),
+      local_vocab_(local_vocab),
+      inv_freq_(cfg_.rope_inv_freq()) {}
+
+Result<ShardedDenseModel> ShardedDenseModel::shard(const ModelConfig& cfg, const DenseWeights& full,
+                                                   const ParallelLayout& layout, int rank) {
+  if (cfg.is_moe() || cfg.is_mla())
+    return unimplemented(std::string("ShardedDenseModel: ") + architecture_name(cfg.arch) +
+                         " is not a dense Llama-family architecture");
+  const ParallelConfig& pc = layout.config();
+  if (layout.dims().num_heads != cfg.num_heads || layout.dims().num_kv_heads != cfg.num_kv_heads ||
+      layout.dims().num_layers != cfg.num_layers)
+    return invalid_argument("ShardedDenseModel: the layout (" + layout.to_string() +
+                            ") was built for other head/layer counts than the model's");
+  if (cfg.intermediate_size % pc.tp != 0)
+    return invalid_argument("--tp " + std::to_string(pc.tp) + " must divide the MLP width " +
+                            std::to_string(cfg.intermediate_size));
+  if (rank < 0 || rank >= layout.world_size())
+    return invalid_argument("rank " + std::to_string(rank) + " is outside the layout's world of " +
+                            std::to_string(layout.world_size()));
+
+  const RankCoords c = layout.coords(rank);
+  const int64_t d = cfg.head_dim, hq = cfg.num_heads, hkv = cfg.num_kv_heads;
+  const int64_t q_width = hq * d, kv_width = hkv * d;
+  const int64_t q0 = layout.first_q_head(c.tp) * d, q1 = q0 + layout.num_local_q_heads() * d;
+  const int64_t k0 = layout.first_kv_head(c.tp) * d, k1 = k0 + layout.num_local_kv_heads() * d;
+  const int64_t inter = cfg.intermediate_size, ic = inter / pc.tp, c0 = c.tp * ic;
+
+  DenseWeights w;
+  const bool first_stage = c.pp == 0, last_stage = c.pp == pc.pp - 1;
+  if (first_stage) w.embed_tokens = full.embed_tokens;
+  int64_t local_vocab = cfg.vocab_size;
+  if (last_stage) {
+    w.final_norm = full.final_norm;
+    if (cfg.vocab_size % pc.tp == 0) {
+      local_vocab = cfg.vocab_size / pc.tp;
+      w.lm_head = full.lm_head.slice(0, c.tp * local_vocab, (c.tp + 1) * local_vocab);  // rows: a view
+    } else {
+      w.lm_head = full.lm_head;
+    }
+  }
+  for (int64_t l = layout.first_layer(c.pp); l < layout.end_layer(c.pp); ++l) {
+    const DenseLayerWeights& f = full.layers[static_cast<size_t>(l)];
+    DenseLayerWeights lw;
+    lw.input_norm = f.input_norm;
+    lw.post_attention_norm = f.post_attention_norm;
+    lw.q_norm = f.q_norm;
+    lw.k_norm = f.k_norm;
+    lw.qkv = concat_rows({{&f.qkv, q0, q1},
+                          {&f.qkv, q_width + k0, q_width + k1},
+                          {&f.qkv, q_width + kv_width + k0, q_width + kv_width + k1}});
+    if (defined_nonempty(f.qkv_bias))
+      lw.qkv_bias = concat_rows({{&f.qkv_bias, q0, q1},
+                                 {&f.qkv_bias, q_width + k0, q_width + k1},
+                                 {&f.qkv_bias, q_width + kv_width + k0, q_width + kv_width + k1}});
+    lw.o_proj = columns(f.o_proj, q0, q1);
+    lw.o_bias = f.o_bias;  // added once, after the all-reduce
+    lw.gate_up = concat_rows({{&f.gate_up, c0, c0 + ic}, {&f.gate_up, inter + c0, inter + c0 + ic}});
+    if (defined_nonempty(f.gate_up_bias))
+      lw.gate_up_bias =
+          concat_rows({{&f.gate_up_bias, c0, c0 + ic}, {&f.gate_up_bias, inter + c0, inter + c0 + ic}});
+    lw.down = columns(f.down, c0, c0 + ic);
+    lw.down_bias = f.down_bias;  // added once, after the all-reduce
+    w.layers.push_back(std::move(lw));
+  }
+  return ShardedDenseModel(cfg, layout, rank, std::move(w), local_vocab);
+}
+
+ShardedSequenceKV ShardedDenseModel::new_kv(int64_t capacity_tokens) const {
+  // A rank stores about 1/(dcp·kvp) of the tokens; reserve grows it when needed.
+  const int64_t share = capacity_tokens / (int64_t{layout_.config().dcp} * layout_.config().kvp) + 1;
+  return ShardedSequenceKV(layout_, rank_, static_cast<int64_t>(w_.layers.size()),
+                           layout_.num_local_kv_heads(), cfg_.head_dim, share);
+}
+
+void ShardedDenseModel::attend(const float* q, int64_t q_stride, int64_t num_q_heads, const SeqInfo& s,
+                               const KeyBlock& keys, float* o, float* lse) const {
+  const int64_t d = cfg_.head_dim;
+  for (const QueryRun& run : s.runs) {
+    cpu::AttentionParams ap;
+    ap.q = q + run.row * q_stride;
+    ap.q_stride = q_stride;
+    ap.k = keys.k;
+    ap.v = keys.v;
+    ap.kv_stride = layout_.num_local_kv_heads() * d;
+    ap.kv_positions = keys.pos;
+    ap.num_kv = keys.n;
+    ap.out = o + run.row * num_q_heads * d;
+    ap.lse = lse + run.row * num_q_heads;
+    ap.num_q = run.len;
+    ap.q_pos0 = run.pos0;
+    ap.num_q_heads = num_q_heads;
+    ap.num_kv_heads = layout_.num_local_kv_heads();
+    ap.head_dim = d;
+    ap.causal = true;
+    cpu::attention(ap);
+  }
+}
+
+namespace {
+
+// A ring message: per sequence, its key count (an int64 in two floats), then K, V
+// [count, width] and the positions (int32 bit patterns). Bit copies, so nothing is
+// rounded and positions stay exact beyond 2^24.
+void put_i64(std::vector<float>& buf, int64_t v) {
+  float f[2];
+  std::memcpy(f, &v, sizeof v);
+  buf.insert(buf.end(), f, f + 2);
+}
+int64_t get_i64(const float* p) {
+  int64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+}  // namespace
+
+void ShardedDenseModel::ring_exchange(int64_t layer, const float* q, int64_t q_stride, int64_t num_q_heads,
+                                      const std::vector<SeqInfo>& seqs, RankCommunicators& comms, float* o,
+                                      float* lse) const {
+  Communicator& ring = *comms.cp;
+  const int n = ring.size(), next = (ring.rank() + 1) % n, prev = (ring.rank() + n - 1) % n;
+  const int64_t width = layout_.num_local_kv_heads() * cfg_.head_dim, d = cfg_.head_dim;
+  int64_t t = 0;
+  for (const SeqInfo& s : seqs) t += s.local_rows;
+
+  std::vector<float> block;
+  for (const SeqInfo& s : seqs) {
+    const int64_t cnt = s.kv->num_local_tokens();
+    put_i64(block, cnt);
+    const float* k = s.kv->cache().k(layer) + s.kv->local_slot(0) * width;
+    const float* v = s.kv->cache().v(layer) + s.kv->local_slot(0) * width;
+    block.insert(block.end(), k, k + cnt * width);
+    block.insert(block.end(), v, v + cnt * width);
+    const size_t at = block.size();
+    block.resize(at + static_cast<size_t>(cnt));
+    if (cnt > 0) std::memcpy(block.data() + at, s.kv->local_positions().data(), static_cast<size_t>(cnt) * 4);
+  }
+  const auto send_block = [&](const std::vector<float>& b) {
+    float header[2];
+    const int64_t size = static_cast<int64_t>(b.size());
+    std::memcpy(header, &size, sizeof size);
+    ring.send(header, 2, next);
+    ring.send(b.data(), size, next);
+  };
+
+  Tensor po = Tensor::empty({t, num_q_heads, d}, DType::kF32);
+  Tensor pl = Tensor::empty({t, num_q_heads}, DType::kF32);
+  send_block(block);
+  for (int hop = 1; hop < n; ++hop) {
+    float header[2];
+    ring.recv(header, 2, prev);
+    block.resize(static_cast<size_t>(get_i64(header)));
+    ring.recv(block.data(), static_cast<int64_t>(block.size()), prev);
+    // Pass the block on before attending over it: its transfer overlaps the attention.
+    if (hop + 1 < n) send_block(block);
+    const float* at = block.data();
+    for (const SeqInfo& s : seqs) {
+      const int64_t cnt = get_i64(at);
+      const KeyBlock keys{at + 2, at + 2 + cnt * width,
+                          reinterpret_cast<const int32_t*>(at + 2 + 2 * cnt * width), cnt};
+      attend(q, q_stride, num_q_heads, s, keys, po.data<float>(), pl.data<float>());
+      at += 2 + 2 * cnt * width + cnt;
+    }
+    cpu::merge_attention_states(o, lse, po.data<float>(), pl.data<float>(), o, lse, t * num_q_heads, d);
+  }
+}
+
+void ShardedDenseModel::attention_block(int64_t layer, const float* normed, const std::vector<SeqInfo>& seqs,
+                                        const std::vector<int32_t>& positions,
+                                        const std::vector<int64_t>& slots, RankCommunicators& comms,
+                                        float* out) const {
+  const DenseLayerWeights& lw = w_.layers[static_cast<size_t>(layer)];
+  const int64_t t = static_cast<int64_t>(positions.size());  // this rank's new tokens
+  const int64_t d = cfg_.head_dim, hq = layout_.num_local_q_heads(), hkv = layout_.num_local_kv_heads();
+  const int64_t q_width = hq * d, kv_width = hkv * d, qkv_width = q_width + 2 * kv_width;
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+
+  Tensor qkv = Tensor::empty({t, qkv_width}, DType::kF32);
+  if (t > 0) run_linear(normed, t, lw.qkv, lw.qkv_bias, qkv.data<float>());
+  float* q = qkv.data<float>();
+  float* k = q + q_width;
+  float* v = k + kv_width;
+  if (cfg_.qk_norm) {
+    for (int64_t i = 0; i < t; ++i) {
+      float* row = q + i * qkv_width;
+      cpu::rms_norm(row, lw.q_norm.data<float>(), row, hq, d, eps);
+      cpu::rms_norm(row + q_width, lw.k_norm.data<float>(), row + q_width, hkv, d, eps);
+    }
+  }
+  cpu::RopeParams rp;
+  rp.num_tokens = t;
+  rp.head_dim = d;
+  rp.token_stride = qkv_width;
+  rp.rotary_dim = cfg_.rotary_dim();
+  rp.positions = positions.data();
+  rp.inv_freq = inv_freq_.data();
+  rp.style = cpu::RopeStyle::kRotateHalf;
+  rp.x = q;
+  rp.num_heads = hq;
+  if (t > 0) cpu::apply_rope(rp);
+  rp.x = k;
+  rp.num_heads = hkv;
+  if (t > 0) cpu::apply_rope(rp);
+
+  // Every rank of a TP/KVP group computed K/V of its new tokens; each keeps only those
+  // placed on it (slot −1 otherwise).
+  int64_t row = 0;
+  for (const SeqInfo& s : seqs) {
+    cpu::write_kv_cache(k + row * qkv_width, v + row * qkv_width, s.local_rows, qkv_width, kv_width,
+                        slots.data() + row, s.kv->cache().k(layer), s.kv->cache().v(layer));
+    row += s.local_rows;
+  }
+
+  // DCP: the ranks of a DCP group hold the same kv head and different query heads;
+  // each needs all the group's queries to attend over its own tokens.
+  const int dcp = layout_.config().dcp;
+  const int64_t nh = dcp * hq;  // query heads this rank attends with
+  const float* qa = q;
+  int64_t qa_stride = qkv_width;
+  Tensor gathered;
+  if (dcp > 1) {
+    Tensor mine = Tensor::empty({t, q_width}, DType::kF32);
+    for (int64_t i = 0; i < t; ++i)
+      std::memcpy(mine.data<float>() + i * q_width, q + i * qkv_width,
+                  static_cast<size_t>(q_width) * sizeof(float));
+    Tensor all = Tensor::empty({dcp, t, q_width}, DType::kF32);
+    comms.dcp->all_gather(mine.data<float>(), t * q_width, all.data<float>());
+    gathered = Tensor::empty({t, nh, d}, DType::kF32);
+    for (int j = 0; j < dcp; ++j)
+      for (int64_t i = 0; i < t; ++i)
+        std::memcpy(gathered.data<float>() + (i * nh + j * hq) * d, all.data<float>() + (j * t + i) * q_width,
+                    static_cast<size_t>(q_width) * sizeof(float));
+    qa = gathered.data<float>();
+    qa_stride = nh * d;
+  }
+
+  // Partial attention over the keys this rank holds: its tokens of each sequence are
+  // local slots 1·bs.. in arrival order (one contiguous run of its cache) with their
+  // absolute positions beside them.
+  Tensor o = Tensor::empty({t, nh, d}, DType::kF32);
+  Tensor lse = Tensor::empty({t, nh}, DType::kF32);
+  for (const SeqInfo& s : seqs) {
+    const int64_t first = s.kv->local_slot(0) * kv_width;
+    const KeyBlock keys{s.kv->cache().k(layer) + first, s.kv->cache().v(layer) + first,
+                        s.kv->local_positions().data(), s.kv->num_local_tokens()};
+    attend(qa, qa_stride, nh, s, keys, o.data<float>(), lse.data<float>());
+  }
+  // CP: the rest of the sequence's keys are on the other ranks of the ring.
+  if (layout_.config().cp > 1)
+    ring_exchange(layer, qa, qa_stride, nh, seqs, comms, o.data<float>(), lse.data<float>());
+
+  // Partial states of this rank's own heads: [t · hq] rows of d, and their LSE.
+  const int64_t rows = t * hq;
+  Tensor mo, ml;
+  if (dcp > 1) {
+    // All-to-all: member j receives every member's partial state of j's heads.
+    const int64_t chunk = rows * d + rows;
+    Tensor send = Tensor::empty({dcp, chunk}, DType::kF32);
+    Tensor recv = Tensor::empty({dcp, chunk}, DType::kF32);
+    for (int j = 0; j < dcp; ++j) {
+      float* dst = send.data<float>() + j * chunk;
+      for (int64_t i = 0; i < t; ++i) {
+        std::memcpy(dst + i * q_width, o.data<float>() + (i * nh + j * hq) * d,
+                    static_cast<size_t>(q_width) * sizeof(float));
+        std::memcpy(dst + rows * d + i * hq, lse.data<float>() + i * nh + j * hq,
+                    static_cast<size_t>(hq) * sizeof(float));
+      }
+    }
+    comms.dcp->all_to_all(send.data<float>(), chunk, recv.data<float>());
+    mo = Tensor::empty({rows, d}, DType::kF32);
+    ml = Tensor::empty({rows}, DType::kF32);
+    std::memcpy(mo.data<float>(), recv.data<float>(), static_cast<size_t>(rows * d) * sizeof(float));
+    std::memcpy(ml.data<float>(), recv.data<float>() + rows * d, static_cast<size_t>(rows) * sizeof(float));
+    for (int j = 1; j < dcp; ++j) {
+      const float* src = recv.data<float>() + j * chunk;
+      cpu::merge_attention_states(mo.data<float>(), ml.data<float>(), src, src + rows * d, mo.data<float>(),
+                                  ml.data<float>(), rows, d);
+    }
+  } else {
+    mo = o;
+    ml = lse;
+  }
+
+  const int kvp = layout_.config().kvp;
+  if (kvp > 1) {
+    // KVP: every group holds these heads for another shard of the tokens; gather the
+    // partial states and merge them in group order (the same result on every member).
+    const int64_t chunk = rows * d + rows;
+    Tensor mine = Tensor::empty({chunk}, DType::kF32);
+    std::memcpy(mine.data<float>(), mo.data<float>(), static_cast<size_t>(rows * d) * sizeof(float));
+    std::memcpy(mine.data<float>() + rows * d, ml.data<float>(), static_cast<size_t>(rows) * sizeof(float));
+    Tensor all = Tensor::empty({kvp, chunk}, DType::kF32);
+    comms.kvp->all_gather(mine.data<float>(), chunk, all.data<float>());
+    mo = Tensor::empty({rows, d}, DType::kF32);
+    ml = Tensor::empty({rows}, DType::kF32);
+    std::memcpy(mo.data<float>(), all.data<float>(), static_cast<size_t>(rows * d) * sizeof(float));
+    std::memcpy(ml.data<float>(), all.data<float>() + rows * d, static_cast<size_t>(rows) * sizeof(float));
+    for (int g = 1; g < kvp; ++g) {
+      const float* src = all.data<float>() + g * chunk;
+      cpu::merge_attention_states(mo.data<float>(), ml.data<float>(), src, src + rows * d, mo.data<float>(),
+                                  ml.data<float>(), rows, d);
+    }
+  }
+
+  if (t > 0) run_linear(mo.data<float>(), t, lw.o_proj, Tensor(), out);
+}
+
+void ShardedDenseModel::mlp_block(int64_t layer, const float* normed, int64_t t, float* out) const {
+  const DenseLayerWeights& lw = w_.layers[static_cast<size_t>(layer)];
+  const int64_t ic = lw.down.size(1);
+  if (t == 0) return;
+  Tensor gate_up = Tensor::empty({t, 2 * ic}, DType::kF32);
+  run_linear(normed, t, lw.gate_up, lw.gate_up_bias, gate_up.data<float>());
+  Tensor act = Tensor::empty({t, ic}, DType::kF32);
+  cpu::silu_mul(gate_up.data<float>(), gate_up.data<float>() + ic, act.data<float>(), t, ic, 2 * ic);
+  run_linear(act.data<float>(), t, lw.down, Tensor(), out);
+}
+
+Result<Tensor> ShardedDenseModel::forward(std::span<ShardedStep> batch, RankCommunicators& comms) const {
+  const int64_t hidden = cfg_.hidden_size, vocab = cfg_.vocab_size;
+  const ParallelConfig& pc = layout_.config();
+  // Validate everything before touching a cache: a rejected batch leaves them as they were.
+  int64_t total = 0;
+  for (size_t s = 0; s < batch.size(); ++s) {
+    const ShardedStep& st = batch[s];
+    if (!st.kv)
+      return invalid_argument("sharded forward: sequence " + std::to_string(s) + " has no KV cache");
+    const int64_t n = static_cast<int64_t>(st.ids.size());
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t id = st.ids[static_cast<size_t>(i)];
+      if (id < 0 || id >= vocab)
+        return invalid_argument("token id " + std::to_string(id) + " at index " + std::to_string(i) +
+                                " of sequence " + std::to_string(s) + " is outside the vocabulary [0, " +
+                                std::to_string(vocab) + ")");
+    }
+    for (int64_t r : st.logit_rows)
+      if (r < 0 || r >= n)
+        return invalid_argument("logit row " + std::to_string(r) + " is outside sequence " +
+                                std::to_string(s) + "'s " + std::to_string(n) + " new tokens");
+    total += n;
+  }
+  int64_t num_logits = 0;
+  for (const ShardedStep& st : batch) num_logits += static_cast<int64_t>(st.logit_rows.size());
+  if (total == 0) return returns_logits() ? Tensor::empty({num_logits, vocab}, DType::kF32) : Tensor();
+
+  // This rank's share of the step: under CP only the new tokens it computes (the same
+  // split on every rank), else all of them.
+  std::vector<int32_t> ids, positions;
+  std::vector<int64_t> slots;
+  std::vector<SeqInfo> seqs;
+  std::vector<int64_t> logit_rows;  // local rows whose logits this rank computes
+  std::vector<int> logit_owner;     // per requested row (batch order): its CP rank
+  for (const ShardedStep& st : batch) {
+    const int64_t n = static_cast<int64_t>(st.ids.size()), start = st.kv->num_tokens();
+    const std::vector<int64_t> seq_slots = st.kv->append(n);
+    SeqInfo info{st.kv, {}, 0};
+    std::vector<int64_t> local_row(static_cast<size_t>(n), -1);
+    for (int64_t i = 0; i < n; ++i) {
+      if (layout_.cp_rank_of_new_token(i, n, start) != coords_.cp) continue;
+      const int64_t r = static_cast<int64_t>(ids.size());
+      local_row[size_t(i)] = r;
+      if (!info.runs.empty() && info.runs.back().pos0 + info.runs.back().len == start + i)
+        ++info.runs.back().len;
+      else
+        info.runs.push_back({r, 1, start + i});
+      ids.push_back(st.ids[size_t(i)]);
+      positions.push_back(static_cast<int32_t>(start + i));
+      slots.push_back(seq_slots[size_t(i)]);
+      ++info.local_rows;
+    }
+    for (int64_t r : st.logit_rows) {
+      logit_owner.push_back(layout_.cp_rank_of_new_token(r, n, start));
+      if (local_row[size_t(r)] >= 0) logit_rows.push_back(local_row[size_t(r)]);
+    }
+    seqs.push_back(std::move(info));
+  }
+  const int64_t t = static_cast<int64_t>(ids.size());
+  const int64_t nrows = static_cast<int64_t>(logit_rows.size());
+
+  const float eps = static_cast<float>(cfg_.rms_norm_eps);
+  Tensor residual = Tensor::empty({t, hidden}, DType::kF32);
+  if (coords_.pp == 0)
+    cpu::embedding(ids.data(), t, w_.embed_tokens.raw(), w_.embed_tokens.dtype(), hidden,
+                   residual.data<float>());
+  else
+    comms.pp->recv(residual.data<float>(), t * hidden, coords_.pp - 1);
+
+  Tensor normed = Tensor::empty({t, hidden}, DType::kF32);
+  Tensor partial = Tensor::empty({t, hidden}, DType::kF32);
+  for (size_t l = 0; l < w_.layers.size(); ++l) {
+    const DenseLayerWeights& lw = w_.layers[l];
+    const int64_t li = static_cast<int64_t>(l);
+    cpu::rms_norm(residual.data<float>(), lw.input_norm.data<float>(), normed.data<float>(), t, hidden, eps);
+    attention_block(li, normed.data<float>(), seqs, positions, slots, comms, partial.data<float>());
+    comms.tp->all_reduce_sum(partial.data<float>(), t * hidden);
+    add_rows(residual.data<float>(), partial.data<float>(), lw.o_bias, t, hidden);
+    cpu::rms_norm(residual.data<float>(), lw.post_attention_norm.data<float>(), normed.data<float>(), t,
+                  hidden, eps);
+    mlp_block(li, normed.data<float>(), t, partial.data<float>());
+    comms.tp->all_reduce_sum(partial.data<float>(), t * hidden);
+    add_rows(residual.data<float>(), partial.data<float>(), lw.down_bias, t, hidden);
+  }
+
+  if (!returns_logits()) {
+    comms.pp->send(residual.data<float>(), t * hidden, coords_.pp + 1);
+    return Tensor();
+  }
+  Tensor picked = Tensor::empty({nrows, hidden}, DType::kF32);
+  for (int64_t i = 0; i < nrows; ++i)
+    std::memcpy(picked.data<float>() + i * hidden, residual.data<float>() + logit_rows[size_t(i)] * hidden,
+                static_cast<size_t>(hidden) * sizeof(float));
+  cpu::rms_norm(picked.data<float>(), w_.final_norm.data<float>(), picked.data<float>(), nrows, hidden, eps);
+  Tensor local = Tensor::empty({nrows, local_vocab_}, DType::kF32);
+  if (nrows > 0) run_linear(picked.data<float>(), nrows, w_.lm_head, Tensor(), local.data<float>());
+  Tensor mine = local;
+  if (local_vocab_ != vocab) {
+    // Vocabulary split: gather [tp][rows][vocab / tp] and lay it out as [rows][vocab].
+    Tensor all = Tensor::empty({pc.tp, nrows, local_vocab_}, DType::kF32);
+    comms.tp->all_gather(local.data<float>(), nrows * local_vocab_, all.data<float>());
+    mine = Tensor::empty({nrows, vocab}, DType::kF32);
+    for (int j = 0; j < pc.tp; ++j)
+      for (int64_t i = 0; i < nrows; ++i)
+        std::memcpy(mine.data<float>() + i * vocab + j * local_vocab_,
+                    all.data<float>() + (j * nrows + i) * local_vocab_,
+                    static_cast<size_t>(local_vocab_) * sizeof(float));
+  }
+  if (pc.cp == 1) return mine;
+  // CP: each row was computed on the rank that owns its token; gather them (padded to
+  // the largest share) and put them back in the requested order.
+  std::vector<int64_t> per_rank(static_cast<size_t>(pc.cp), 0);
+  for (int o : logit_owner) ++per_rank[size_t(o)];
+  const int64_t most = *std::max_element(per_rank.begin(), per_rank.end());
+  Tensor padded = Tensor::zeros({most, vocab}, DType::kF32);
+  if (nrows > 0) padded.slice(0, 0, nrows).copy_from(mine);
+  Tensor all = Tensor::empty({pc.cp, most, vocab}, DType::kF32);
+  comms.cp->all_gather(padded.data<float>(), most * vocab, all.data<float>());
+  Tensor logits = Tensor::empty({num_logits, vocab}, DType::kF32);
+  std::vector<int64_t> taken(static_cast<size_t>(pc.cp), 0);
+  for (int64_t i = 0; i < num_logits; ++i) {
+    const int o = logit_owner[size_t(i)];
+    std::memcpy(logits.data<float>() + i * vocab, all.data<float>() + (o * most + taken[size_t(o)]++) * vocab,
+                static_cast<size_t>(vocab) * sizeof(float));
+  }
+  return logits;
+}
+
+Result<Tensor> ShardedDenseModel::forward(std::span<const int32_t> ids, ShardedSequenceKV& kv,
+                                          std::span<const int64_t> logit_rows,
+                                          RankCommunicators& comms) const {
+  ShardedStep step{ids, &kv, std::vector<int64_t>(logit_rows.begin(), logit_rows.end())};
+  return forward(std::span<ShardedStep>(&step, 1), comms);
+}
+
+}  // namespace longctx

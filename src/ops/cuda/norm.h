@@ -1,0 +1,24 @@
+// RMSNorm on bf16 rows with fp32 math (transformers' LlamaRMSNorm: the mean of squares and
+// the scaling in fp32, one rounding to bf16 at the end). One thread block per row.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace longctx::cuda {
+
+// out[r,:] = x[r,:] / sqrt(mean(x[r,:]²) + eps) · weight. out may alias x.
+// dim must be a multiple of 8 (16-byte accesses); throws std::invalid_argument otherwise.
+// Returns the launch error (cudaGetLastError after the launch).
+cudaError_t rms_norm(const __nv_bfloat16* x, const __nv_bfloat16* weight, __nv_bfloat16* out, int64_t rows,
+                     int64_t dim, float eps, cudaStream_t stream);
+
+// The fused "add + norm" between sublayers: residual[r,:] = bf16(residual[r,:] + x[r,:]);
+// out[r,:] = rmsnorm(residual[r,:]) · weight (the norm of the stored, rounded residual, as
+// transformers does in bf16). out may alias x.
+cudaError_t add_rms_norm(__nv_bfloat16* residual, const __nv_bfloat16* x, const __nv_bfloat16* weight,
+                         __nv_bfloat16* out, int64_t rows, int64_t dim, float eps, cudaStream_t stream);
+
+}  // namespace longctx::cuda

@@ -1,0 +1,588 @@
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "ops/cuda/common.cuh"
+#include "ops/cuda/paged_attention.h"
+
+namespace longctx::cuda {
+namespace {
+
+constexpr int kBlockN = 64;  // keys per shared-memory tile
+#ifndef LONGCTX_PREFILL_MT
+#define LONGCTX_PREFILL_MT 2
+#endif
+constexpr int kPrefillMT = LONGCTX_PREFILL_MT;  // m16 tiles per warp in the prefill shape
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// What the kernel reads; a plain value passed by copy (no host pointers inside).
+struct KernelParams {
+  const __nv_bfloat16* q;
+  int64_t q_stride;
+  __nv_bfloat16* out;
+  float* lse;
+  const __nv_bfloat16* k_cache;
+  const __nv_bfloat16* v_cache;
+  const int64_t* q_begin;
+  const int64_t* context_lens;
+  const int32_t* block_tables;
+  int64_t block_table_stride;
+  int32_t block_size;
+  int32_t num_q_heads, num_kv_heads, group;
+  float scale_log2;  // scale · log2(e): scores live in the exp2 domain
+  bool causal;
+  int32_t num_splits;
+  int64_t partition;   // keys per split (a multiple of kBlockN); huge when num_splits == 1
+  float* ws_o;         // [num_splits, total_q · Hq, D] partial outputs (normalised), fp32
+  float* ws_lse;       // [num_splits, total_q · Hq]
+  int64_t total_rows;  // total_q · Hq
+};
+
+// ---- PTX wrappers (sm_80+: cp.async, ldmatrix, mma.sync) ----
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte global→shared copy; src_bytes = 0 writes zeros and reads nothing.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, int src_bytes) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+               "r"(src_bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smem_addr(p)));
+}
+
+// d += a·b, m16n8k16, bf16 inputs, fp32 accumulators.
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+// Element offset of 16-byte chunk c of row r in a [rows][D] bf16 tile. XOR-swizzling the
+// chunk with r mod 8 puts the 8 row addresses of one ldmatrix in 8 different bank groups
+// (rows are 128 or 256 bytes: without it all 8 hit the same banks, an 8-way conflict).
+template <int D>
+__device__ __forceinline__ int swz(int r, int c) {
+  return r * D + ((c ^ (r & 7)) << 3);
+}
+
+// One thread block = (row tile, kv head, sequence × split). WM warps along the query rows
+// (MT m16 tiles = 16·MT rows each), WN warps splitting each key tile (kBlockN / WN keys
+// each). Prefill: 4×1 warps with MT = 2 (FlashAttention-2's 128-row tile: each K/V fragment
+// read from shared memory feeds two MMAs; Q is re-read from shared memory per k-step to stay
+// under 255 registers); decode: 1×4 warps, MT = 1, Q kept in registers.
+// Rows are (token, q head of the group) pairs: row r → token r / G, head h·G + r % G.
+template <int D, int WM, int WN, int MT>
+__global__ void __launch_bounds__(32 * WM * WN) paged_attention_kernel(const KernelParams p) {
+  constexpr int NT = 32 * WM * WN;
+  constexpr int BM = 16 * WM * MT;
+  static_assert(WN == 1 || MT == 1, "the cross-warp merge handles one m16 tile per warp");
+  constexpr int KW = kBlockN / WN;  // keys per warp per tile
+  constexpr int NTILE = KW / 8;     // n8 tiles of S per warp
+  constexpr int CH = D / 8;         // 16-byte chunks per row
+  static_assert(KW % 16 == 0, "each warp needs whole k16 steps of P·V");
+
+  extern __shared__ __align__(128) unsigned char smem_raw[];
+  __nv_bfloat16* q_s = reinterpret_cast<__nv_bfloat16*>(smem_raw);
+  __nv_bfloat16* k_s = q_s + BM * D;           // [2][kBlockN][D]
+  __nv_bfloat16* v_s = k_s + 2 * kBlockN * D;  // [2][kBlockN][D]
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wm = warp / WN, wn = warp % WN;
+  const int seq = blockIdx.z / p.num_splits, split = blockIdx.z % p.num_splits;
+  const int h = blockIdx.y;
+  const int64_t G = p.group;
+  const int64_t qb = p.q_begin[seq];
+  const int64_t nq = p.q_begin[seq + 1] - qb;
+  const int64_t rows = nq * G;
+  const int64_t r0 = static_cast<int64_t>(gridDim.x - 1 - blockIdx.x) * BM;  // late (heavy) rows first
+  if (r0 >= rows) return;
+  const int64_t ctx = p.context_lens[seq];
+  const int64_t qpos0 = ctx - nq;  // position of the sequence's first query token
+  const int64_t r_last = min(r0 + BM, rows) - 1;
+  const int64_t kv_end = p.causal ? min(ctx, qpos0 + r_last / G + 1) : ctx;
+  const int64_t kv_lo = static_cast<int64_t>(split) * p.partition;
+  const int64_t kv_hi = min(kv_end, kv_lo + p.partition);
+  const int n_tiles = kv_hi > kv_lo ? static_cast<int>((kv_hi - kv_lo + kBlockN - 1) / kBlockN) : 0;
+  const int32_t* btab = p.block_tables + seq * p.block_table_stride;
+  // Key positions as 32-bit ints in the loop (registers are the prefill kernel's limit).
+  const int kv_lo32 = static_cast<int>(kv_lo), kv_hi32 = static_cast<int>(kv_hi);
+  const int min_qpos32 =
+      static_cast<int>(qpos0 + r0 / G);  // tiles ending at or before it need no causal mask
+
+  auto load_kv = [&](int tile, int stage) {
+    const int64_t k0 = kv_lo + static_cast<int64_t>(tile) * kBlockN;
+    __nv_bfloat16* ks = k_s + stage * kBlockN * D;
+    __nv_bfloat16* vs = v_s + stage * kBlockN * D;
+#pragma unroll
+    for (int i = tid; i < kBlockN * CH; i += NT) {
+      const int r = i / CH, c = i % CH;
+      const int64_t pos = k0 + r;
+      int64_t off = 0;
+      const bool ok = pos < kv_hi;
+      if (ok) {
+        const int32_t pos32 = static_cast<int32_t>(pos);
+        const int64_t slot =
+            static_cast<int64_t>(btab[pos32 / p.block_size]) * p.block_size + pos32 % p.block_size;
+        off = (slot * p.num_kv_heads + h) * D + c * 8;
+      }
+      cp_async16(ks + swz<D>(r, c), p.k_cache + off, ok ? 16 : 0);
+      cp_async16(vs + swz<D>(r, c), p.v_cache + off, ok ? 16 : 0);
+    }
+  };
+
+  // Per thread, m16 tile mt: rows lr0[mt] = (wm·MT + mt)·16 + lane/4 and lr0 + 8 of the
+  // block's rows, in m/l index [mt][0] and [mt][1].
+  float acc_o[MT][D / 8][4];
+  float m_run[MT][2], l_run[MT][2];
+  int lr0[MT];
+  int qpos_row[MT][2];  // positions fit in 32 bits (contexts < 2^31 tokens): fewer registers
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+    for (int i = 0; i < D / 8; ++i)
+      acc_o[mt][i][0] = acc_o[mt][i][1] = acc_o[mt][i][2] = acc_o[mt][i][3] = 0.0f;
+    lr0[mt] = (wm * MT + mt) * 16 + (lane >> 2);
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      m_run[mt][i] = -INFINITY;
+      l_run[mt][i] = 0.0f;
+      qpos_row[mt][i] = static_cast<int>(qpos0 + (r0 + lr0[mt] + 8 * i) / G);
+    }
+  }
+
+  if (n_tiles > 0) {
+    // Q tile (zeros past the last row) and the first K/V tile: one cp.async group.
+    for (int i = tid; i < BM * CH; i += NT) {
+      const int r = i / CH, c = i % CH;
+      const int64_t rr = r0 + r;
+      const bool ok = rr < rows;
+      int64_t off = 0;
+      if (ok) off = (qb + rr / G) * p.q_stride + (h * G + rr % G) * D + c * 8;
+      cp_async16(q_s + swz<D>(r, c), p.q + off, ok ? 16 : 0);
+    }
+    load_kv(0, 0);
+    cp_async_commit();
+  }
+
+  uint32_t qf[MT == 1 ? D / 16 : 1][4];  // Q in registers only when MT == 1
+  auto q_frag = [&](uint32_t(&f)[4], int mt, int kk) {
+    ldmatrix_x4(f,
+                q_s + swz<D>((wm * MT + mt) * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, kk * 2 + (lane >> 4)));
+  };
+  for (int j = 0; j < n_tiles; ++j) {
+    const int stage = j & 1;
+    if (j + 1 < n_tiles) {
+      load_kv(j + 1, stage ^ 1);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
+    __syncthreads();
+    if constexpr (MT == 1) {
+      if (j == 0) {
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) q_frag(qf[kk], 0, kk);
+      }
+    }
+    const __nv_bfloat16* ks = k_s + stage * kBlockN * D;
+    const __nv_bfloat16* vs = v_s + stage * kBlockN * D;
+
+    // S = Q·Kᵀ for this warp's KW keys.
+    float s[MT][NTILE][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < NTILE; ++nt) s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+      uint32_t qk[MT][4];
+      if constexpr (MT > 1) {
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) q_frag(qk[mt], mt, kk);
+      }
+#pragma unroll
+      for (int np = 0; np < NTILE / 2; ++np) {
+        uint32_t b[4];
+        ldmatrix_x4(
+            b, ks + swz<D>(wn * KW + np * 16 + (lane & 7) + (lane >> 4) * 8, kk * 2 + ((lane >> 3) & 1)));
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          const uint32_t(&a)[4] = MT == 1 ? qf[MT == 1 ? kk : 0] : qk[mt];
+          mma_bf16(s[mt][2 * np], a, b[0], b[1]);
+          mma_bf16(s[mt][2 * np + 1], a, b[2], b[3]);
+        }
+      }
+    }
+
+    // Scale into the exp2 domain; mask keys past kv_hi and (causal) after the row's position.
+    const int k0 = kv_lo32 + j * kBlockN;
+    const int kbase = k0 + wn * KW + (lane & 3) * 2;
+    const bool need_mask = k0 + kBlockN > kv_hi32 || (p.causal && k0 + kBlockN - 1 > min_qpos32);
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < NTILE; ++nt) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          float x = s[mt][nt][e] * p.scale_log2;
+          if (need_mask) {
+            const int kp = kbase + nt * 8 + (e & 1);
+            if (kp >= kv_hi32 || (p.causal && kp > qpos_row[mt][e >> 1])) x = -INFINITY;
+          }
+          s[mt][nt][e] = x;
+        }
+      }
+
+      // Online softmax (FlashAttention-2): per row, new max over the quad's 4 threads, rescale.
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int nt = 0; nt < NTILE; ++nt) mx = fmaxf(mx, fmaxf(s[mt][nt][2 * i], s[mt][nt][2 * i + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m_run[mt][i], mx);
+        const float base = m_new == -INFINITY ? 0.0f : m_new;  // all masked so far: no inf − inf
+        const float alpha = exp2f(m_run[mt][i] - base);
+        m_run[mt][i] = m_new;
+        float rs = 0.0f;
+#pragma unroll
+        for (int nt = 0; nt < NTILE; ++nt) {
+          s[mt][nt][2 * i] = exp2f(s[mt][nt][2 * i] - base);
+          s[mt][nt][2 * i + 1] = exp2f(s[mt][nt][2 * i + 1] - base);
+          rs += s[mt][nt][2 * i] + s[mt][nt][2 * i + 1];
+        }
+        l_run[mt][i] = l_run[mt][i] * alpha + rs;  // this thread's columns only; the quad sums at the end
+#pragma unroll
+        for (int dt = 0; dt < D / 8; ++dt) {
+          acc_o[mt][dt][2 * i] *= alpha;
+          acc_o[mt][dt][2 * i + 1] *= alpha;
+        }
+      }
+
+      // O += P·V: the S accumulators are already the A fragments of P (bf16).
+#pragma unroll
+    for (int ks16 = 0; ks16 < KW / 16; ++ks16) {
+      uint32_t a[MT][4];
+#pragma unroll
+      for (int mt = 0; mt < MT; ++mt) {
+        a[mt][0] = pack_bf16(s[mt][2 * ks16][0], s[mt][2 * ks16][1]);
+        a[mt][1] = pack_bf16(s[mt][2 * ks16][2], s[mt][2 * ks16][3]);
+        a[mt][2] = pack_bf16(s[mt][2 * ks16 + 1][0], s[mt][2 * ks16 + 1][1]);
+        a[mt][3] = pack_bf16(s[mt][2 * ks16 + 1][2], s[mt][2 * ks16 + 1][3]);
+      }
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t b[4];
+        ldmatrix_x4_trans(
+            b, vs + swz<D>(wn * KW + ks16 * 16 + (lane & 7) + ((lane >> 3) & 1) * 8, dp * 2 + (lane >> 4)));
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          mma_bf16(acc_o[mt][2 * dp], a[mt], b[0], b[1]);
+          mma_bf16(acc_o[mt][2 * dp + 1], a[mt], b[2], b[3]);
+        }
+      }
+    }
+    __syncthreads();  // this stage is reloaded next iteration
+  }
+
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      l_run[mt][i] += __shfl_xor_sync(0xffffffffu, l_run[mt][i], 1);
+      l_run[mt][i] += __shfl_xor_sync(0xffffffffu, l_run[mt][i], 2);
+    }
+
+  // Row rr of this tile → (token, q head) → output row index R = token · Hq + head.
+  auto out_row = [&](int64_t rr) { return (qb + rr / G) * p.num_q_heads + h * G + rr % G; };
+  const bool split_out = p.num_splits > 1;
+
+  if constexpr (WN == 1) {
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        const int64_t rr = r0 + lr0[mt] + 8 * i;
+        if (rr >= rows) continue;
+        const int64_t R = out_row(rr);
+        const bool any = l_run[mt][i] > 0.0f;
+        const float inv = any ? 1.0f / l_run[mt][i] : 0.0f;
+        const float lse = any ? (m_run[mt][i] + log2f(l_run[mt][i])) * kLn2 : -INFINITY;
+        const int col = (lane & 3) * 2;
+        if (split_out) {
+          float* o = p.ws_o + (static_cast<int64_t>(split) * p.total_rows + R) * D;
+#pragma unroll
+          for (int dt = 0; dt < D / 8; ++dt)
+            *reinterpret_cast<float2*>(o + dt * 8 + col) =
+                make_float2(acc_o[mt][dt][2 * i] * inv, acc_o[mt][dt][2 * i + 1] * inv);
+          if ((lane & 3) == 0) p.ws_lse[static_cast<int64_t>(split) * p.total_rows + R] = lse;
+        } else {
+          __nv_bfloat16* o = p.out + R * D;
+#pragma unroll
+          for (int dt = 0; dt < D / 8; ++dt)
+            *reinterpret_cast<__nv_bfloat162*>(o + dt * 8 + col) =
+                __floats2bfloat162_rn(acc_o[mt][dt][2 * i] * inv, acc_o[mt][dt][2 * i + 1] * inv);
+          if ((lane & 3) == 0 && p.lse) p.lse[R] = lse;
+        }
+      }
+  } else {
+    // The WN warps saw disjoint keys of the same 16 rows: merge their states through shared
+    // memory (the K/V tiles are free: the loop ended with a barrier, or never ran).
+    float* o_sh = reinterpret_cast<float*>(k_s);  // [WN][16][D] unnormalised
+    float* m_sh = o_sh + WN * 16 * D;             // [WN][16]
+    float* l_sh = m_sh + WN * 16;                 // [WN][16]
+    const int lr = lane >> 2, col = (lane & 3) * 2;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+#pragma unroll
+      for (int dt = 0; dt < D / 8; ++dt)
+        *reinterpret_cast<float2*>(o_sh + (wn * 16 + lr + 8 * i) * D + dt * 8 + col) =
+            make_float2(acc_o[0][dt][2 * i], acc_o[0][dt][2 * i + 1]);
+      if ((lane & 3) == 0) {
+        m_sh[wn * 16 + lr + 8 * i] = m_run[0][i];
+        l_sh[wn * 16 + lr + 8 * i] = l_run[0][i];
+      }
+    }
+    __syncthreads();
+    // Thread t: row t / (NT/16), columns strided by NT/16.
+    constexpr int TPR = NT / 16;  // threads per row
+    const int r = tid / TPR;
+    const int64_t rr = r0 + r;
+    if (rr < rows) {
+      float mx = -INFINITY;
+#pragma unroll
+      for (int w = 0; w < WN; ++w) mx = fmaxf(mx, m_sh[w * 16 + r]);
+      float wgt[WN], L = 0.0f;
+#pragma unroll
+      for (int w = 0; w < WN; ++w) {
+        wgt[w] = mx == -INFINITY ? 0.0f : exp2f(m_sh[w * 16 + r] - mx);
+        L += wgt[w] * l_sh[w * 16 + r];
+      }
+      const bool any = L > 0.0f;
+      const float inv = any ? 1.0f / L : 0.0f;
+      const float lse = any ? (mx + log2f(L)) * kLn2 : -INFINITY;
+      const int64_t R = out_row(rr);
+      for (int d = (tid % TPR) * 2; d < D; d += TPR * 2) {
+        float o0 = 0.0f, o1 = 0.0f;
+#pragma unroll
+        for (int w = 0; w < WN; ++w) {
+          const float2 v = *reinterpret_cast<const float2*>(o_sh + (w * 16 + r) * D + d);
+          o0 += wgt[w] * v.x;
+          o1 += wgt[w] * v.y;
+        }
+        if (split_out)
+          *reinterpret_cast<float2*>(p.ws_o + (static_cast<int64_t>(split) * p.total_rows + R) * D + d) =
+              make_float2(o0 * inv, o1 * inv);
+        else
+          *reinterpret_cast<__nv_bfloat162*>(p.out + R * D + d) = __floats2bfloat162_rn(o0 * inv, o1 * inv);
+      }
+      if (tid % TPR == 0) {
+        if (split_out)
+          p.ws_lse[static_cast<int64_t>(split) * p.total_rows + R] = lse;
+        else if (p.lse)
+          p.lse[R] = lse;
+      }
+    }
+  }
+}
+
+// Merges the num_splits partial states of each output row (one warp per row): the n-way
+// form of merge_attention_states. Splits with lse = −inf (no visible key) drop out.
+template <int D>
+__global__ void merge_splits_kernel(const float* ws_o, const float* ws_lse, int num_splits,
+                                    int64_t total_rows, __nv_bfloat16* out, float* lse_out) {
+  const int64_t R = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x & 31;
+  if (R >= total_rows) return;
+  float mx = -INFINITY;
+  for (int s = lane; s < num_splits; s += 32) mx = fmaxf(mx, ws_lse[s * total_rows + R]);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  constexpr int E = D / 32;  // elements per lane
+  float acc[E] = {};
+  float sum = 0.0f;
+  if (mx != -INFINITY) {
+    for (int s = 0; s < num_splits; ++s) {
+      const float l = ws_lse[s * total_rows + R];
+      if (l == -INFINITY) continue;  // its o is not read (never written as a real value)
+      const float w = __expf(l - mx);
+      sum += w;
+      const float* o = ws_o + (s * total_rows + R) * D + lane * E;
+#pragma unroll
+      for (int e = 0; e < E; ++e) acc[e] += w * o[e];
+    }
+  }
+  const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+#pragma unroll
+  for (int e = 0; e < E; e += 2)
+    *reinterpret_cast<__nv_bfloat162*>(out + R * D + lane * E + e) =
+        __floats2bfloat162_rn(acc[e] * inv, acc[e + 1] * inv);
+  if (lane == 0 && lse_out) lse_out[R] = sum > 0.0f ? mx + __logf(sum) : -INFINITY;
+}
+
+struct Plan {
+  bool decode;
+  int m_blocks;
+  int num_splits;
+  int64_t partition;
+};
+
+Plan make_plan(const PagedAttentionParams& p) {
+  Plan pl{};
+  pl.decode = p.max_num_q <= 1;
+  const int bm = pl.decode ? 16 : 64 * kPrefillMT;
+  const int64_t G = p.num_q_heads / p.num_kv_heads;
+  pl.m_blocks = static_cast<int>(std::max<int64_t>(1, (std::max<int64_t>(p.max_num_q, 1) * G + bm - 1) / bm));
+  const int64_t ctx = std::max<int64_t>(p.max_context_len, 1);
+  int64_t part = 0;
+  if (p.kv_partition_size > 0) {
+    part = (p.kv_partition_size + kBlockN - 1) / kBlockN * kBlockN;
+  } else {
+    int dev = 0, sms = 132;
+    if (cudaGetDevice(&dev) == cudaSuccess) cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    // ~2 waves of 2–3 blocks per SM; splitting a short context is not worth a merge pass.
+    const int64_t target = 2LL * sms * (pl.decode ? 3 : 2);
+    const int64_t work = static_cast<int64_t>(pl.m_blocks) * p.num_kv_heads * p.num_seqs;
+    if (work < target && ctx > 4 * kBlockN) {
+      const int64_t want = std::min<int64_t>((target + work - 1) / work, ctx / (4 * kBlockN));
+      part = (ctx + want - 1) / want;
+      part = (part + kBlockN - 1) / kBlockN * kBlockN;
+    }
+  }
+  int64_t splits = part > 0 ? (ctx + part - 1) / part : 1;
+  const int64_t max_z = 65535 / std::max<int64_t>(p.num_seqs, 1);
+  if (splits > max_z) {  // grid.z limit: fewer, longer partitions
+    splits = max_z;
+    part = ((ctx + splits - 1) / splits + kBlockN - 1) / kBlockN * kBlockN;
+    splits = (ctx + part - 1) / part;
+  }
+  pl.num_splits = static_cast<int>(std::max<int64_t>(splits, 1));
+  pl.partition = pl.num_splits > 1 ? part : (int64_t{1} << 62);
+  return pl;
+}
+
+void validate(const PagedAttentionParams& p) {
+  auto fail = [](const std::string& what) { throw std::invalid_argument("paged_attention: " + what); };
+  if (p.num_kv_heads <= 0 || p.num_q_heads <= 0 || p.num_q_heads % p.num_kv_heads != 0)
+    fail("num_q_heads " + std::to_string(p.num_q_heads) + " must be a positive multiple of num_kv_heads " +
+         std::to_string(p.num_kv_heads));
+  if (p.head_dim != 64 && p.head_dim != 128)
+    fail("head_dim " + std::to_string(p.head_dim) + " must be 64 or 128");
+  if (p.block_size < 1) fail("block_size must be >= 1");
+  const int64_t qs = p.q_stride ? p.q_stride : p.num_q_heads * p.head_dim;
+  if (qs % 8 != 0) fail("q_stride must be a multiple of 8 (16-byte rows)");
+}
+
+template <int D, int WM, int WN, int MT>
+cudaError_t launch(const KernelParams& kp, const Plan& pl, int num_seqs, int num_kv_heads,
+                   cudaStream_t stream) {
+  constexpr int BM = 16 * WM * MT;
+  const size_t smem = static_cast<size_t>(BM * D + 4 * kBlockN * D) * sizeof(__nv_bfloat16);
+  auto kernel = paged_attention_kernel<D, WM, WN, MT>;
+  cudaError_t e =
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
+  if (e != cudaSuccess) return e;
+  const dim3 grid(static_cast<unsigned>(pl.m_blocks), static_cast<unsigned>(num_kv_heads),
+                  static_cast<unsigned>(num_seqs * pl.num_splits));
+  kernel<<<grid, 32 * WM * WN, smem, stream>>>(kp);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+size_t paged_attention_workspace_bytes(const PagedAttentionParams& p, int64_t total_q) {
+  validate(p);
+  const Plan pl = make_plan(p);
+  if (pl.num_splits <= 1) return 0;
+  const size_t rows = static_cast<size_t>(total_q * p.num_q_heads);
+  const size_t o_bytes =
+      (static_cast<size_t>(pl.num_splits) * rows * p.head_dim * sizeof(float) + 255) / 256 * 256;
+  return o_bytes + static_cast<size_t>(pl.num_splits) * rows * sizeof(float);
+}
+
+cudaError_t paged_attention(const PagedAttentionParams& p, int64_t total_q, cudaStream_t stream) {
+  if (p.num_seqs <= 0 || total_q <= 0) return cudaSuccess;
+  validate(p);
+  const Plan pl = make_plan(p);
+  KernelParams kp{};
+  kp.q = p.q;
+  kp.q_stride = p.q_stride ? p.q_stride : p.num_q_heads * p.head_dim;
+  kp.out = p.out;
+  kp.lse = p.lse;
+  kp.k_cache = p.k_cache;
+  kp.v_cache = p.v_cache;
+  kp.q_begin = p.q_begin;
+  kp.context_lens = p.context_lens;
+  kp.block_tables = p.block_tables;
+  kp.block_table_stride = p.block_table_stride;
+  kp.block_size = static_cast<int32_t>(p.block_size);
+  kp.num_q_heads = static_cast<int32_t>(p.num_q_heads);
+  kp.num_kv_heads = static_cast<int32_t>(p.num_kv_heads);
+  kp.group = static_cast<int32_t>(p.num_q_heads / p.num_kv_heads);
+  const float scale = p.scale != 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(p.head_dim));
+  kp.scale_log2 = scale * kLog2e;
+  kp.causal = p.causal;
+  kp.num_splits = pl.num_splits;
+  kp.partition = pl.partition;
+  kp.total_rows = total_q * p.num_q_heads;
+  if (pl.num_splits > 1) {
+    const size_t need = paged_attention_workspace_bytes(p, total_q);
+    if (!p.workspace || p.workspace_bytes < need)
+      throw std::invalid_argument("paged_attention: workspace of " + std::to_string(p.workspace_bytes) +
+                                  " bytes, needs " + std::to_string(need));
+    const size_t rows = static_cast<size_t>(kp.total_rows);
+    const size_t o_bytes =
+        (static_cast<size_t>(pl.num_splits) * rows * p.head_dim * sizeof(float) + 255) / 256 * 256;
+    kp.ws_o = static_cast<float*>(p.workspace);
+    kp.ws_lse = reinterpret_cast<float*>(static_cast<unsigned char*>(p.workspace) + o_bytes);
+  }
+  const int ns = static_cast<int>(p.num_seqs), hkv = static_cast<int>(p.num_kv_heads);
+  cudaError_t e;
+  if (p.head_dim == 64)
+    e = pl.decode ? launch<64, 1, 4, 1>(kp, pl, ns, hkv, stream)
+                  : launch<64, 4, 1, kPrefillMT>(kp, pl, ns, hkv, stream);
+  else
+    e = pl.decode ? launch<128, 1, 4, 1>(kp, pl, ns, hkv, stream)
+                  : launch<128, 4, 1, kPrefillMT>(kp, pl, ns, hkv, stream);
+  if (e != cudaSuccess || pl.num_splits <= 1) return e;
+  constexpr int kWarps = 8;
+  const unsigned grid = static_cast<unsigned>((kp.total_rows + kWarps - 1) / kWarps);
+  if (p.head_dim == 64)
+    merge_splits_kernel<64>
+        <<<grid, kWarps * 32, 0, stream>>>(kp.ws_o, kp.ws_lse, pl.num_splits, kp.total_rows, p.out, p.lse);
+  else
+    merge_splits_kernel<128>
+        <<<grid, kWarps * 32, 0, stream>>>(kp.ws_o, kp.ws_lse, pl.num_splits, kp.total_rows, p.out, p.lse);
+  return cudaGetLastError();
+}
+
+}  // namespace longctx::cuda

@@ -1,0 +1,107 @@
+// ParallelLayout: how the ranks of one model instance are arranged (DESIGN.md §3).
+// Built once from the flags (--tp --pp --cp --dcp --kvp, --dcp-interleave,
+// --kvp-shard-tokens) and the model's head counts, validated with messages that name
+// the flag and the rule; then a pure value that names every process group and says
+// which rank holds which heads, layers and tokens. Decides; never computes.
+//
+// Rank order, innermost first: tp, cp, kvp, pp —
+//   rank = tp_rank + tp · (cp_rank + cp · (kvp_rank + kvp · pp_rank)).
+// So a TP group is a run of consecutive ranks (one host's NVLink island on a GPU
+// cluster), and the DCP subgroup is a run of `dcp` consecutive ranks inside it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+
+namespace longctx {
+
+// The flags, as parsed. world_size 0: tp·pp·cp·kvp (no check).
+struct ParallelConfig {
+  int tp = 1, pp = 1, cp = 1, dcp = 1, kvp = 1;
+  int64_t dcp_interleave = 1;    // --dcp-interleave: 1 (token round-robin) or a multiple of block_size
+  int64_t kvp_shard_tokens = 0;  // --kvp-shard-tokens: tokens per KVP group; needed when kvp > 1
+  int64_t block_size = 16;       // KV block size in tokens
+  int world_size = 0;
+};
+
+// What of the model the layout depends on. 0 = unknown (that rule is not checked).
+struct LayoutModelDims {
+  int64_t num_heads = 0;     // query heads (tp must divide them)
+  int64_t num_kv_heads = 0;  // H of DESIGN.md §3
+  int64_t num_layers = 0;    // pp must not exceed them
+};
+
+struct RankCoords {
+  int tp = 0, cp = 0, kvp = 0, pp = 0;
+  int dcp = 0;  // tp % dcp: the rank's place in its DCP subgroup
+};
+
+// A named set of global ranks; a rank's index in `ranks` is its rank in the group.
+struct ProcessGroup {
+  std::string name;  // e.g. "tp(cp=0,kvp=1,pp=0)"
+  std::vector<int> ranks;
+  int size() const { return static_cast<int>(ranks.size()); }
+  int index_of(int global_rank) const;  // -1 when not a member
+};
+
+class ParallelLayout {
+ public:
+  ParallelLayout() = default;  // one rank, nothing split
+  // Validates (see validate) and builds.
+  static Result<ParallelLayout> create(const ParallelConfig& cfg, const LayoutModelDims& dims);
+  // Every rule, in the order a user would fix them; the message names the flag.
+  static Status validate(const ParallelConfig& cfg, const LayoutModelDims& dims);
+
+  const ParallelConfig& config() const { return cfg_; }
+  const LayoutModelDims& dims() const { return dims_; }
+  int world_size() const { return cfg_.tp * cfg_.cp * cfg_.kvp * cfg_.pp; }
+  RankCoords coords(int rank) const;
+  int rank_of(const RankCoords& c) const;  // c.dcp is ignored (implied by c.tp)
+  std::string to_string() const;           // "tp=4 dcp=2 cp=1 kvp=1 pp=1"
+
+  // Process groups of `rank`.
+  ProcessGroup world_group() const;
+  ProcessGroup tp_group(int rank) const;   // same cp, kvp, pp
+  ProcessGroup dcp_group(int rank) const;  // dcp consecutive ranks of the tp group
+  ProcessGroup cp_group(int rank) const;   // same tp, kvp, pp
+  ProcessGroup kvp_group(
+      int rank) const;                    // same tp, cp, pp: the ranks holding the same heads of other shards
+  ProcessGroup pp_group(int rank) const;  // same tp, cp, kvp: stage 0 .. pp-1
+
+  // Heads. Query heads split evenly over tp; kv heads too when tp <= H, else each kv
+  // head is replicated on tp/H consecutive ranks.
+  int64_t num_local_q_heads() const { return dims_.num_heads / cfg_.tp; }
+  int64_t first_q_head(int tp_rank) const { return tp_rank * num_local_q_heads(); }
+  int64_t num_local_kv_heads() const;
+  int64_t first_kv_head(int tp_rank) const;
+  // How many ranks of a TP group hold each kv head (tp/H when tp > H, else 1), and how
+  // many copies of each token's K/V exist after DCP shards them: tp / (H · dcp), at least 1.
+  int64_t kv_head_replication() const;
+  int64_t kv_duplication() const;
+
+  // Layers of pipeline stage `stage`: [begin, end), the first L % pp stages one larger.
+  int64_t first_layer(int stage) const;
+  int64_t end_layer(int stage) const;
+
+  // Token placement of a sequence's KV (DESIGN.md §3): token n lives on KVP group
+  // min(n / kvp_shard_tokens, kvp − 1), on the CP rank that computed it and, inside
+  // its TP group, on DCP rank (n / dcp_interleave) mod dcp.
+  int kvp_rank_of_token(int64_t pos) const;
+  int dcp_rank_of_token(int64_t pos) const;
+  // CP: the new tokens of one sequence in a step are computed (and their KV kept) on
+  // the ranks of the CP group. A chunk of num_new ≥ 2·cp tokens is cut into 2·cp equal
+  // parts and rank r takes parts r and 2·cp − 1 − r (zig-zag: causal work balanced); a
+  // shorter chunk (a decode) goes round-robin by position. i indexes the chunk.
+  int cp_rank_of_new_token(int64_t i, int64_t num_new, int64_t start) const;
+  // Whether `rank` keeps the KV of new token i of a chunk [start, start + num_new).
+  bool stores_new_token(int rank, int64_t i, int64_t num_new, int64_t start) const;
+
+ private:
+  ParallelConfig cfg_;
+  LayoutModelDims dims_;
+};
+
+}  // namespace longctx

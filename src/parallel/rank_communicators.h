@@ -1,0 +1,21 @@
+// The communicators one rank needs, one per process group of its ParallelLayout.
+// Owned by the rank's thread (host) or device worker (NCCL); never shared.
+#pragma once
+
+#include <memory>
+
+#include "parallel/communicator.h"
+#include "parallel/parallel_layout.h"
+
+namespace longctx {
+
+class HostWorld;
+
+struct RankCommunicators {
+  std::unique_ptr<Communicator> world, tp, dcp, cp, kvp, pp;
+
+  // Host ranks: every group of `rank` in `layout`, from the shared world.
+  static RankCommunicators host(HostWorld& hw, const ParallelLayout& layout, int rank);
+};
+
+}  // namespace longctx

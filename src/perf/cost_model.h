@@ -1,0 +1,81 @@
+// CostModel: the predicted wall time of one step from its shape (DESIGN.md §4, §6).
+// sched/ asks it how long a prefill will take (LRS slack, adaptive chunk sizes); sim/
+// advances its clock by it. The input is plain numbers per scheduled chunk, so perf/
+// knows nothing of the scheduler's types.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "perf/hardware.h"
+#include "perf/model_shape.h"
+
+namespace longctx {
+
+// One request's part of a step: `new_tokens` tokens (a prompt chunk, or 1 for a decode)
+// attending causally over `context_tokens` already in the KV cache and over each other.
+struct ChunkWork {
+  int64_t context_tokens = 0;
+  int64_t new_tokens = 0;
+};
+
+class CostModel {
+ public:
+  virtual ~CostModel() = default;
+  virtual double step_time_s(std::span<const ChunkWork> chunks) const = 0;
+  // Time to compute tokens [from, to) of one request on its own, as one step. (Chunking
+  // adds per-step costs on top; for the long prefills where this matters the compute
+  // terms dominate, and they do not depend on how the prompt is cut.)
+  double prefill_time_s(int64_t from, int64_t to) const {
+    const ChunkWork c{from, to - from};
+    return to > from ? step_time_s({&c, 1}) : 0.0;
+  }
+};
+
+// Every non-empty step takes the same time: the hand-computable model of the tests.
+class ConstantCostModel final : public CostModel {
+ public:
+  explicit ConstantCostModel(double step_s) : step_s_(step_s) {}
+  double step_time_s(std::span<const ChunkWork> chunks) const override {
+    return chunks.empty() ? 0.0 : step_s_;
+  }
+
+ private:
+  double step_s_;
+};
+
+// Where a step's time goes (seconds). total = gemm + attention + comm + overhead.
+struct StepCost {
+  double gemm_s = 0;       // max(GEMM FLOPs / rate, weight bytes / bandwidth)
+  double attention_s = 0;  // max(attention FLOPs / rate, KV bytes read and written / bandwidth)
+  double comm_s = 0;       // tensor-parallel all-reduces (2 per layer)
+  double overhead_s = 0;
+  double total_s() const { return gemm_s + attention_s + comm_s + overhead_s; }
+};
+
+// Roofline: the GEMM phase and the attention phase are each bound by compute or by
+// memory (the larger wins; decode is memory bound: the weights are read once per step,
+// each request's KV once), then the phases, the all-reduces and the fixed overhead add
+// up. `num_gpus` GPUs form one tensor-parallel group: FLOPs and bytes split evenly,
+// except that with tp > kv heads each kv head is replicated (DESIGN.md §3).
+class RooflineCostModel final : public CostModel {
+ public:
+  RooflineCostModel(const ModelShape& model, const HardwareProfile& hw, int64_t num_gpus = 1);
+  StepCost breakdown(std::span<const ChunkWork> chunks) const;
+  double step_time_s(std::span<const ChunkWork> chunks) const override { return breakdown(chunks).total_s(); }
+
+  const ModelShape& model() const { return model_; }
+  const HardwareProfile& hardware() const { return hw_; }
+  int64_t num_gpus() const { return num_gpus_; }
+  // KV copies per token across the group: max(1, tp / kv heads).
+  double kv_replication() const;
+  // Tokens of KV that fit in the group's memory after the weights, at `utilization`.
+  int64_t kv_capacity_tokens(double utilization = 0.9) const;
+
+ private:
+  ModelShape model_;
+  HardwareProfile hw_;
+  int64_t num_gpus_;
+};
+
+}  // namespace longctx

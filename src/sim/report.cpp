@@ -1,0 +1,99 @@
+#include "sim/report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+namespace longctx {
+
+double percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double pos = p / 100.0 * static_cast<double>(v.size() - 1);
+  const size_t lo = static_cast<size_t>(std::floor(pos)), hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
+}
+
+std::vector<ClassStats> summarize(const SimResult& r, int64_t long_threshold) {
+  struct Acc {
+    ClassStats s;
+    std::vector<double> ttft, tbt, e2e;
+    double tokens = 0, out_tokens = 0;
+  };
+  Acc acc[3];
+  acc[0].s.name = "short";
+  acc[1].s.name = "long";
+  acc[2].s.name = "all";
+  for (const SimRequest& q : r.requests) {
+    for (Acc* a : {&acc[q.prompt_tokens >= long_threshold ? 1 : 0], &acc[2]}) {
+      if (q.rejected) {
+        a->s.rejected += 1;
+        continue;
+      }
+      if (q.finish_s < 0) continue;
+      a->s.count += 1;
+      a->ttft.push_back(q.ttft_s());
+      a->e2e.push_back(q.e2e_s());
+      a->tbt.insert(a->tbt.end(), q.tbt_s.begin(), q.tbt_s.end());
+      a->tokens += static_cast<double>(q.prompt_tokens + q.output_tokens);
+      a->out_tokens += static_cast<double>(q.output_tokens);
+    }
+  }
+  std::vector<ClassStats> out;
+  for (Acc& a : acc) {
+    a.s.ttft_p50 = percentile(a.ttft, 50);
+    a.s.ttft_p99 = percentile(a.ttft, 99);
+    a.s.tbt_p50 = percentile(a.tbt, 50);
+    a.s.tbt_p99 = percentile(a.tbt, 99);
+    a.s.e2e_p50 = percentile(a.e2e, 50);
+    if (r.duration_s > 0) {
+      a.s.throughput_tok_s = a.tokens / r.duration_s;
+      a.s.output_tok_s = a.out_tokens / r.duration_s;
+    }
+    out.push_back(a.s);
+  }
+  return out;
+}
+
+nlohmann::json to_json(const SimResult& r, const std::vector<ClassStats>& classes) {
+  nlohmann::json j;
+  j["policy"] = r.policy;
+  j["duration_s"] = r.duration_s;
+  j["utilisation"] = r.duration_s > 0 ? r.busy_s / r.duration_s : 0.0;
+  j["steps"] = r.num_steps;
+  j["preemptions"] = r.num_preemptions;
+  for (const ClassStats& c : classes)
+    j["classes"][c.name] = {{"count", c.count},
+                            {"rejected", c.rejected},
+                            {"ttft_p50", c.ttft_p50},
+                            {"ttft_p99", c.ttft_p99},
+                            {"tbt_p50", c.tbt_p50},
+                            {"tbt_p99", c.tbt_p99},
+                            {"e2e_p50", c.e2e_p50},
+                            {"throughput_tok_s", c.throughput_tok_s},
+                            {"output_tok_s", c.output_tok_s}};
+  return j;
+}
+
+std::string format_table(const SimResult& r, const std::vector<ClassStats>& classes) {
+  std::string s;
+  char line[256];
+  std::snprintf(
+      line, sizeof line, "policy %s: %.3f s simulated, %lld steps, utilisation %.1f%%, %lld preemptions\n",
+      r.policy.c_str(), r.duration_s, static_cast<long long>(r.num_steps),
+      r.duration_s > 0 ? 100.0 * r.busy_s / r.duration_s : 0.0, static_cast<long long>(r.num_preemptions));
+  s += line;
+  std::snprintf(line, sizeof line, "%-6s %6s %5s %10s %10s %9s %9s %10s %12s\n", "class", "count", "rej",
+                "ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99", "e2e_p50", "tok/s");
+  s += line;
+  for (const ClassStats& c : classes) {
+    std::snprintf(line, sizeof line, "%-6s %6lld %5lld %10.4f %10.4f %9.4f %9.4f %10.3f %12.1f\n",
+                  c.name.c_str(), static_cast<long long>(c.count), static_cast<long long>(c.rejected),
+                  c.ttft_p50, c.ttft_p99, c.tbt_p50, c.tbt_p99, c.e2e_p50, c.throughput_tok_s);
+    s += line;
+  }
+  return s;
+}
+
+}  // namespace longctx

@@ -1,0 +1,31 @@
+// Summaries of a simulation: per length class (short/long split at a prompt length),
+// TTFT / TBT / E2E percentiles in seconds and throughput, as JSON or a text table.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "sim/simulator.h"
+
+namespace longctx {
+
+struct ClassStats {
+  std::string name;
+  int64_t count = 0;     // finished requests
+  int64_t rejected = 0;  // refused at admission
+  double ttft_p50 = 0, ttft_p99 = 0, tbt_p50 = 0, tbt_p99 = 0, e2e_p50 = 0;
+  double throughput_tok_s = 0;  // prompt + output tokens of the class's finished requests / duration
+  double output_tok_s = 0;
+};
+
+// Linear interpolation between closest ranks (numpy's default); 0 for no values.
+double percentile(std::vector<double> values, double p);
+
+// Classes "short" (prompt < long_threshold tokens), "long" and "all".
+std::vector<ClassStats> summarize(const SimResult& r, int64_t long_threshold = 32768);
+nlohmann::json to_json(const SimResult& r, const std::vector<ClassStats>& classes);
+std::string format_table(const SimResult& r, const std::vector<ClassStats>& classes);
+
+}  // namespace longctx

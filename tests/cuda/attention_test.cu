@@ -1,0 +1,349 @@
+// Paged attention (prefill and decode shapes, flash-decoding splits) and the LSE merge,
+// against a float64 reference from the same bf16 inputs.
+//   out: ‖out − ref‖/‖ref‖ ≤ 1e-2 — P is rounded to bf16 for the P·V tensor-core product
+//        and out is bf16: each is ≤ 2⁻⁹ relative per element.
+//   lse: max |lse − ref| ≤ 2e-3 — fp32 accumulation of exact bf16 products; P's rounding
+//        does not enter the LSE. Rows with no visible key must give exactly −inf and out 0.
+// Cache slots outside every context are NaN, and unused block-table entries point at the
+// NaN-filled null block 0: a kernel that reads past a context shows up as NaN.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <string>
+
+#include "cuda/test_util.h"
+#include "ops/cuda/attention.h"
+#include "ops/cuda/paged_attention.h"
+
+namespace longctx::cuda::test {
+namespace {
+
+constexpr double kOutBound = 1e-2;
+constexpr double kLseBound = 2e-3;
+constexpr uint16_t kNaN = 0xffff;
+
+struct AttnCase {
+  std::string name;
+  int64_t hq, hkv, d, block_size;
+  std::vector<int64_t> ctx, nq;
+  bool causal = true;
+  int64_t partition = 0;  // 0 = automatic
+};
+
+// A batch in a paged cache: host copies and device buffers.
+struct PagedBatch {
+  AttnCase c;
+  int64_t total_q = 0, num_blocks = 0, stride = 0;
+  std::vector<int64_t> q_begin;
+  std::vector<int32_t> tables;
+  std::vector<uint16_t> q, kc, vc;
+
+  PagedBatch(const AttnCase& ac, Rng& rng) : c(ac) {
+    const int64_t ns = static_cast<int64_t>(c.ctx.size());
+    q_begin.assign(ns + 1, 0);
+    for (int64_t s = 0; s < ns; ++s) q_begin[s + 1] = q_begin[s] + c.nq[s];
+    total_q = q_begin[ns];
+    int64_t need = 0;
+    for (auto l : c.ctx) {
+      stride = std::max(stride, (l + c.block_size - 1) / c.block_size);
+      need += (l + c.block_size - 1) / c.block_size;
+    }
+    stride += 2;                // unused entries → block 0
+    num_blocks = 1 + need + 5;  // block 0 is the null block
+    std::vector<int32_t> ids(num_blocks - 1);
+    std::iota(ids.begin(), ids.end(), 1);
+    std::shuffle(ids.begin(), ids.end(), rng.gen);
+    tables.assign(ns * stride, 0);
+    const int64_t width = c.hkv * c.d;
+    kc.assign(num_blocks * c.block_size * width, kNaN);
+    vc.assign(kc.size(), kNaN);
+    size_t next = 0;
+    for (int64_t s = 0; s < ns; ++s) {
+      const int64_t nb = (c.ctx[s] + c.block_size - 1) / c.block_size;
+      for (int64_t b = 0; b < nb; ++b) tables[s * stride + b] = ids[next++];
+      auto kv = rng.bf16(2 * c.ctx[s] * width);
+      for (int64_t p = 0; p < c.ctx[s]; ++p) {
+        const int64_t slot = tables[s * stride + p / c.block_size] * c.block_size + p % c.block_size;
+        std::copy_n(kv.begin() + p * width, width, kc.begin() + slot * width);
+        std::copy_n(kv.begin() + (c.ctx[s] + p) * width, width, vc.begin() + slot * width);
+      }
+    }
+    q = rng.bf16(total_q * c.hq * c.d);
+  }
+
+  float scale() const { return 1.0f / std::sqrt(static_cast<float>(c.d)); }
+
+  // Float64 attention over keys [k_lo, k_hi) of every sequence (causal as c.causal).
+  void reference(std::vector<double>& out, std::vector<double>& lse, int64_t k_lo = 0,
+                 int64_t k_hi = -1) const {
+    const int64_t G = c.hq / c.hkv, width = c.hkv * c.d;
+    out.assign(total_q * c.hq * c.d, 0.0);
+    lse.assign(total_q * c.hq, -INFINITY);
+    std::vector<int64_t> seq_of(total_q);
+    for (size_t s = 0; s + 1 < q_begin.size(); ++s)
+      for (int64_t t = q_begin[s]; t < q_begin[s + 1]; ++t) seq_of[t] = static_cast<int64_t>(s);
+    parallel_for(total_q, [&](int64_t t) {
+      const int64_t s = seq_of[t], i = t - q_begin[s];
+      const int64_t qpos = c.ctx[s] - c.nq[s] + i;
+      int64_t hi = c.causal ? std::min(c.ctx[s], qpos + 1) : c.ctx[s];
+      if (k_hi >= 0) hi = std::min(hi, k_hi);
+      std::vector<double> sc;
+      for (int64_t h = 0; h < c.hq; ++h) {
+        const int64_t kh = h / G;
+        sc.clear();
+        double mx = -INFINITY;
+        for (int64_t p = k_lo; p < hi; ++p) {
+          const int64_t slot = tables[s * stride + p / c.block_size] * c.block_size + p % c.block_size;
+          double dot = 0;
+          for (int64_t j = 0; j < c.d; ++j)
+            dot += static_cast<double>(bf16_to_f32(q[(t * c.hq + h) * c.d + j])) *
+                   bf16_to_f32(kc[slot * width + kh * c.d + j]);
+          sc.push_back(dot * scale());
+          mx = std::max(mx, sc.back());
+        }
+        if (sc.empty()) continue;
+        double sum = 0;
+        for (auto& x : sc) sum += (x = std::exp(x - mx));
+        double* o = &out[(t * c.hq + h) * c.d];
+        for (int64_t p = k_lo; p < hi; ++p) {
+          const int64_t slot = tables[s * stride + p / c.block_size] * c.block_size + p % c.block_size;
+          const double w = sc[p - k_lo] / sum;
+          for (int64_t j = 0; j < c.d; ++j) o[j] += w * bf16_to_f32(vc[slot * width + kh * c.d + j]);
+        }
+        lse[t * c.hq + h] = mx + std::log(sum);
+      }
+    });
+  }
+};
+
+struct DeviceBatch {
+  DeviceBuffer<uint16_t> q, kc, vc, out;
+  DeviceBuffer<float> lse;
+  DeviceBuffer<int64_t> q_begin, ctx;
+  DeviceBuffer<int32_t> tables;
+  explicit DeviceBatch(const PagedBatch& b)
+      : q(b.q),
+        kc(b.kc),
+        vc(b.vc),
+        out(b.total_q * b.c.hq * b.c.d),
+        lse(b.total_q * b.c.hq),
+        q_begin(b.q_begin),
+        ctx(b.c.ctx),
+        tables(b.tables) {}
+};
+
+PagedAttentionParams make_params(const PagedBatch& b, const DeviceBatch& d) {
+  PagedAttentionParams p;
+  p.q = d.q.bf16();
+  p.out = d.out.bf16();
+  p.lse = d.lse.get();
+  p.k_cache = d.kc.bf16();
+  p.v_cache = d.vc.bf16();
+  p.block_size = b.c.block_size;
+  p.num_seqs = static_cast<int64_t>(b.c.ctx.size());
+  p.q_begin = d.q_begin.get();
+  p.context_lens = d.ctx.get();
+  p.block_tables = d.tables.get();
+  p.block_table_stride = b.stride;
+  p.max_num_q = *std::max_element(b.c.nq.begin(), b.c.nq.end());
+  p.max_context_len = *std::max_element(b.c.ctx.begin(), b.c.ctx.end());
+  p.num_q_heads = b.c.hq;
+  p.num_kv_heads = b.c.hkv;
+  p.head_dim = b.c.d;
+  p.causal = b.c.causal;
+  p.kv_partition_size = b.c.partition;
+  return p;
+}
+
+// Runs p (allocating its workspace) and synchronises.
+void run(PagedAttentionParams p, int64_t total_q) {
+  const size_t ws_bytes = paged_attention_workspace_bytes(p, total_q);
+  DeviceBuffer<uint8_t> ws(ws_bytes);
+  p.workspace = ws_bytes ? ws.get() : nullptr;
+  p.workspace_bytes = ws_bytes;
+  LAUNCH_OK(paged_attention(p, total_q, nullptr));
+}
+
+void expect_lse_near(const std::vector<float>& got, const std::vector<double>& ref, double bound) {
+  ASSERT_EQ(got.size(), ref.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isinf(ref[i])) {
+      ASSERT_TRUE(std::isinf(got[i]) && got[i] < 0) << "row " << i << " has no key: lse " << got[i];
+      continue;
+    }
+    ASSERT_FALSE(std::isnan(got[i])) << "row " << i;
+    worst = std::max(worst, std::abs(got[i] - ref[i]));
+  }
+  EXPECT_LE(worst, bound);
+}
+
+class PagedAttentionTest : public ::testing::TestWithParam<AttnCase> {};
+
+TEST_P(PagedAttentionTest, MatchesFloat64Reference) {
+  const AttnCase& c = GetParam();
+  Rng rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed));
+  PagedBatch b(c, rng);
+  DeviceBatch d(b);
+  ASSERT_NO_FATAL_FAILURE(run(make_params(b, d), b.total_q));
+  std::vector<double> ref, ref_lse;
+  b.reference(ref, ref_lse);
+  const double err = rel_error(d.out.download(), ref);
+  EXPECT_LE(err, kOutBound);
+  expect_lse_near(d.lse.download(), ref_lse, kLseBound);
+  RecordProperty("rel_error", std::to_string(err));
+}
+
+std::vector<int64_t> ones(size_t n) { return std::vector<int64_t>(n, 1); }
+
+INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionTest,
+                         ::testing::Values(
+                             // Whole prompts, contexts not multiples of the block size.
+                             AttnCase{"PrefillGqa32x8D128", 32, 8, 128, 16, {37, 300, 515}, {37, 300, 515}},
+                             AttnCase{"PrefillGqa32x8D64", 32, 8, 64, 16, {200, 81}, {200, 81}},
+                             AttnCase{"PrefillMqa32x1D128", 32, 1, 128, 16, {150, 47}, {150, 47}},
+                             AttnCase{"PrefillMhaD64Block5", 4, 4, 64, 5, {123, 64}, {123, 64}},
+                             // A chunk over a cached prefix (chunked prefill).
+                             AttnCase{"PrefixChunkD128", 8, 2, 128, 16, {700, 193, 64}, {129, 64, 1}},
+                             AttnCase{"PrefixChunkD64Split", 8, 2, 64, 16, {900, 300}, {77, 200}, true, 128},
+                             AttnCase{"PrefixChunkD128Split64", 32, 8, 128, 32, {650}, {70}, true, 64},
+                             // Decode batches (max_num_q = 1): automatic and forced splits.
+                             AttnCase{"DecodeGqa32x8D128", 32, 8, 128, 16, {1, 17, 513, 2000, 4097}, ones(5)},
+                             AttnCase{"DecodeGqa32x8D64", 32, 8, 64, 16, {3, 1030, 64}, ones(3)},
+                             AttnCase{"DecodeMqa32x1D128", 32, 1, 128, 16, {999, 2500}, ones(2)},
+                             AttnCase{"DecodeMhaD128Block7", 8, 8, 128, 7, {100, 33}, ones(2)},
+                             AttnCase{
+                                 "DecodeForcedSplit64", 32, 8, 128, 16, {1000, 65, 64, 1}, ones(4), true, 64},
+                             AttnCase{"DecodeNoSplitLong", 16, 4, 128, 16, {3000}, ones(1), true, 1 << 20},
+                             // A mixed step: decodes, a chunk, and a sequence with no new token.
+                             AttnCase{"MixedStep", 16, 4, 128, 16, {300, 45, 1000, 12}, {1, 45, 33, 0}},
+                             // Not causal (every key visible), prefill and decode shapes.
+                             AttnCase{"NonCausalChunk", 8, 2, 64, 16, {300}, {40}, false},
+                             AttnCase{"NonCausalDecode", 8, 2, 128, 16, {301, 5}, ones(2), false}),
+                         [](const ::testing::TestParamInfo<AttnCase>& i) { return i.param.name; });
+
+// The split property of DESIGN.md §3: attention over keys [0, a) and over [a, ctx), merged by
+// merge_attention_states, equals attention over [0, ctx). The second half is addressed by
+// advancing the block tables a / block_size blocks.
+void split_property(int64_t d, int64_t nq) {
+  Rng rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed) + " d " + std::to_string(d) + " nq " + std::to_string(nq));
+  const int64_t a = 256;
+  AttnCase c{"split", 16, 4, d, 16, {640, 400, 300}, {nq, nq, nq}, false};
+  PagedBatch b(c, rng);
+  DeviceBatch full(b), part_a(b), part_b(b);
+  ASSERT_NO_FATAL_FAILURE(run(make_params(b, full), b.total_q));
+
+  PagedAttentionParams pa = make_params(b, part_a);
+  DeviceBuffer<int64_t> ctx_a(std::vector<int64_t>(c.ctx.size(), a));
+  pa.context_lens = ctx_a.get();
+  pa.max_context_len = a;
+  ASSERT_NO_FATAL_FAILURE(run(pa, b.total_q));
+
+  PagedAttentionParams pb = make_params(b, part_b);
+  std::vector<int64_t> rest;
+  for (auto l : c.ctx) rest.push_back(l - a);
+  DeviceBuffer<int64_t> ctx_b(rest);
+  pb.context_lens = ctx_b.get();
+  pb.block_tables = part_b.tables.get() + a / c.block_size;
+  pb.max_context_len = *std::max_element(rest.begin(), rest.end());
+  ASSERT_NO_FATAL_FAILURE(run(pb, b.total_q));
+
+  const int64_t rows = b.total_q * c.hq;
+  DeviceBuffer<uint16_t> merged(rows * d);
+  DeviceBuffer<float> merged_lse(rows);
+  LAUNCH_OK(merge_attention_states(part_a.out.get(), part_a.lse.get(), part_b.out.get(), part_b.lse.get(),
+                                   merged.get(), merged_lse.get(), rows, d, DType::kBF16, nullptr));
+  std::vector<double> ref, ref_lse;
+  b.reference(ref, ref_lse);
+  EXPECT_LE(rel_error(full.out.download(), ref), kOutBound);
+  EXPECT_LE(rel_error(merged.download(), ref), kOutBound);
+  expect_lse_near(merged_lse.download(), ref_lse, kLseBound);
+  // The halves against their own references too.
+  std::vector<double> ref_a, lse_a_ref;
+  b.reference(ref_a, lse_a_ref, 0, a);
+  EXPECT_LE(rel_error(part_a.out.download(), ref_a), kOutBound);
+  expect_lse_near(part_a.lse.download(), lse_a_ref, kLseBound);
+}
+
+TEST(PagedAttentionSplit, TwoPartialsMergedEqualFull) {
+  split_property(128, 1);  // decode shape
+  split_property(64, 1);
+  split_property(128, 9);  // prefill shape (9 queries per sequence)
+}
+
+TEST(PagedAttention, RejectsBadShapes) {
+  PagedAttentionParams p;
+  p.num_seqs = 1;
+  p.num_q_heads = 6;
+  p.num_kv_heads = 4;
+  p.head_dim = 128;
+  EXPECT_THROW(paged_attention(p, 1, nullptr), std::invalid_argument);
+  p.num_kv_heads = 2;
+  p.head_dim = 96;
+  EXPECT_THROW(paged_attention(p, 1, nullptr), std::invalid_argument);
+}
+
+// merge_attention_states edge cases: a −inf side drops out without its o being read (it is
+// NaN here), two −inf sides give zeros and −inf; o_out may alias o_a.
+template <typename T>
+void merge_edges(DType dt) {
+  Rng rng;
+  SCOPED_TRACE("seed " + std::to_string(rng.seed));
+  const int64_t rows = 301, d = 128;
+  auto la = rng.f32(rows, 3.0f), lb = rng.f32(rows, 3.0f);
+  std::vector<T> oa(rows * d), ob(rows * d);
+  for (size_t i = 0; i < oa.size(); ++i) {
+    const float x = rng.f32(2)[0], y = rng.f32(2)[1];
+    if constexpr (sizeof(T) == 2) {
+      oa[i] = f32_to_bf16(x);
+      ob[i] = f32_to_bf16(y);
+    } else {
+      oa[i] = x;
+      ob[i] = y;
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const int kind = r % 4;  // 0: both, 1: a empty, 2: b empty, 3: both empty
+    if (kind == 1 || kind == 3) la[r] = -INFINITY;
+    if (kind == 2 || kind == 3) lb[r] = -INFINITY;
+    for (int64_t j = 0; j < d; ++j) {
+      if (std::isinf(la[r])) oa[r * d + j] = sizeof(T) == 2 ? T(0xffff) : T(NAN);
+      if (std::isinf(lb[r])) ob[r * d + j] = sizeof(T) == 2 ? T(0xffff) : T(NAN);
+    }
+  }
+  auto val = [](T x) -> double {
+    if constexpr (sizeof(T) == 2)
+      return bf16_to_f32(x);
+    else
+      return x;
+  };
+  std::vector<double> ref(rows * d, 0.0), ref_lse(rows, -INFINITY);
+  for (int64_t r = 0; r < rows; ++r) {
+    const double m = std::max<double>(la[r], lb[r]);
+    if (std::isinf(m)) continue;
+    const double ea = std::isinf(la[r]) ? 0 : std::exp(la[r] - m),
+                 eb = std::isinf(lb[r]) ? 0 : std::exp(lb[r] - m);
+    ref_lse[r] = m + std::log(ea + eb);
+    for (int64_t j = 0; j < d; ++j)
+      ref[r * d + j] =
+          (ea ? ea * val(oa[r * d + j]) : 0) / (ea + eb) + (eb ? eb * val(ob[r * d + j]) : 0) / (ea + eb);
+  }
+  DeviceBuffer<T> doa(oa), dob(ob);
+  DeviceBuffer<float> dla(la), dlb(lb);
+  LAUNCH_OK(merge_attention_states(doa.get(), dla.get(), dob.get(), dlb.get(), doa.get(), dla.get(), rows, d,
+                                   dt,
+                                   nullptr));  // in place into side a
+  const auto out = doa.download();
+  EXPECT_LE(rel_error(out, ref), sizeof(T) == 2 ? kOutBound : 1e-6);
+  expect_lse_near(dla.download(), ref_lse, 1e-5);
+  for (int64_t r = 3; r < rows; r += 4)
+    for (int64_t j = 0; j < d; ++j) ASSERT_EQ(0.0, val(out[r * d + j])) << "row " << r << " with no keys";
+}
+
+TEST(MergeAttentionStates, EdgeCasesBf16) { merge_edges<uint16_t>(DType::kBF16); }
+TEST(MergeAttentionStates, EdgeCasesF32) { merge_edges<float>(DType::kF32); }
+
+}  // namespace
+}  // namespace longctx::cuda::test
