@@ -12,7 +12,20 @@ void EngineFlags::add_to(CLI::App& cmd) {
   cmd.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching", enable_prefix_caching,
                "Share KV blocks of equal prefixes between requests")
       ->capture_default_str();
-  cmd.add_option("--policy", policy, "Scheduling policy")->capture_default_str();
+  cmd.add_option("--policy", policy, "Scheduling policy: fcfs, srpt, edf, lrs (Medha least relative slack)")
+      ->capture_default_str();
+  cmd.add_option("--hardware", hardware, "Cost-model hardware profile for edf/lrs/adaptive chunking: cpu, h100, h200")
+      ->capture_default_str();
+  cmd.add_option("--ttft-slo", ttft_slo_s, "Base TTFT deadline in seconds (edf, lrs)")->capture_default_str();
+  cmd.add_option("--ttft-slo-per-token", ttft_slo_per_token_s, "TTFT allowance per prompt token in seconds")
+      ->capture_default_str();
+  cmd.add_flag("--adaptive-chunking", adaptive_chunking,
+               "Size prefill chunks by the cost model so steps stay within --tbt-slo");
+  cmd.add_option("--tbt-slo", tbt_slo_s, "Time-between-tokens target in seconds (adaptive chunking)")
+      ->capture_default_str();
+  cmd.add_option("--min-chunk", min_chunk, "Smallest adaptive prefill chunk in tokens")->capture_default_str();
+  cmd.add_option("--long-prefill-share", long_prefill_share, "Largest share of a step's budget for one long prefill")
+      ->capture_default_str();
   cmd.add_option("--engine-seed", seed, "Seed for requests that bring none")->capture_default_str();
 }
 
@@ -25,6 +38,13 @@ EngineConfig EngineFlags::to_config() const {
   c.kv_cache_memory_bytes = kv_cache_memory;
   c.enable_prefix_caching = enable_prefix_caching;
   c.policy = policy;
+  c.hardware = hardware;
+  c.deadlines.ttft_slo_s = ttft_slo_s;
+  c.deadlines.ttft_slo_per_token_s = ttft_slo_per_token_s;
+  c.adaptive_chunking = adaptive_chunking;
+  c.chunking.tbt_slo_s = tbt_slo_s;
+  c.chunking.min_chunk = min_chunk;
+  c.chunking.long_prefill_share = long_prefill_share;
   c.seed = seed;
   return c;
 }

@@ -16,6 +16,10 @@ struct EngineFlags {
   int64_t max_model_len = 0;
   bool enable_prefix_caching = true;
   std::string policy = "fcfs";
+  std::string hardware = "cpu";
+  double ttft_slo_s = 0.5, ttft_slo_per_token_s = 0.0, tbt_slo_s = 0.1, long_prefill_share = 0.4;
+  int64_t min_chunk = 256;
+  bool adaptive_chunking = false;
   uint64_t seed = 0;
 
   void add_to(CLI::App& cmd);

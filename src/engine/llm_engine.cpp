@@ -4,6 +4,8 @@
 #include <span>
 
 #include "core/logging.h"
+#include "perf/hardware.h"
+#include "perf/model_shape.h"
 
 namespace longctx {
 
@@ -61,15 +63,26 @@ Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, co
                               " bytes holds no KV block (one block of " + std::to_string(cfg.block_size) +
                               " tokens takes " + std::to_string(per_block) + " bytes)");
   }
-  auto policy = make_policy(cfg.policy);
+  auto hw = builtin_hardware(cfg.hardware);
+  if (!hw.is_ok()) return invalid_argument("--hardware: " + hw.status().message());
+  auto cost = std::make_unique<RooflineCostModel>(
+      model_shape(mc, static_cast<double>(dtype_size(model.weight_dtype()))), *hw);
+  auto policy = make_policy(cfg.policy, cost.get(), cfg.deadlines);
   if (!policy.is_ok()) return policy.status();
+  cfg.chunking.max_num_batched_tokens = cfg.scheduler.max_num_batched_tokens;
+  if (cfg.adaptive_chunking) LONGCTX_RETURN_IF_ERROR(cfg.chunking.validate());
   std::unique_ptr<LLMEngine> e(new LLMEngine(model, tokenizer, cfg, model.kv_cache_shape(num_blocks, cfg.block_size)));
+  e->cost_model_ = std::move(cost);
   KVCacheConfig kvc;
   kvc.num_blocks = static_cast<int32_t>(num_blocks);
   kvc.block_size = static_cast<int32_t>(cfg.block_size);
   kvc.enable_prefix_caching = cfg.enable_prefix_caching;
   e->kv_ = std::make_unique<KVCacheManager>(kvc);
   e->scheduler_ = std::make_unique<Scheduler>(e->cfg_.scheduler, *e->kv_, std::move(*policy));
+  if (cfg.adaptive_chunking) {
+    e->chunk_sizer_ = std::make_unique<AdaptiveChunkSizer>(*e->cost_model_, e->cfg_.chunking);
+    e->scheduler_->set_chunk_sizer(e->chunk_sizer_.get());
+  }
   for (int64_t id : mc.eos_token_ids) e->eos_ids_.push_back(static_cast<int32_t>(id));
   if (tokenizer && tokenizer->eos_token_id()) e->eos_ids_.push_back(*tokenizer->eos_token_id());
   return e;

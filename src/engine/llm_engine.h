@@ -24,6 +24,8 @@
 #include "model/dense_model.h"
 #include "model/paged_kv_cache.h"
 #include "ops/cpu/sampling.h"
+#include "perf/cost_model.h"
+#include "sched/chunk_sizer.h"
 #include "sched/scheduler.h"
 #include "text/tokenizer.h"
 
@@ -35,7 +37,13 @@ struct EngineConfig {
   int64_t kv_cache_memory_bytes = int64_t{1} << 30;  // --kv-cache-memory
   int64_t num_kv_blocks = 0;              // overrides the memory budget when > 0 (tests)
   bool enable_prefix_caching = true;      // --enable-prefix-caching / --no-enable-prefix-caching
-  std::string policy = "fcfs";            // --policy
+  std::string policy = "fcfs";            // --policy: fcfs | srpt | edf | lrs
+  // Time-aware policies and adaptive chunking ask a roofline cost model of this model on
+  // this hardware ("cpu", "h100", "h200"; perf/hardware.h) for predicted step times.
+  std::string hardware = "cpu";           // --hardware
+  DeadlineConfig deadlines;               // --ttft-slo, --ttft-slo-per-token (edf, lrs)
+  bool adaptive_chunking = false;         // --adaptive-chunking
+  AdaptiveChunkConfig chunking;           // --tbt-slo, --min-chunk, --long-prefill-share
   int64_t max_waiting = 4096;             // queue bound: beyond it add_request is ResourceExhausted (429)
   EngineLimits limits;
   uint64_t seed = 0;                      // seeds requests that bring none
@@ -80,6 +88,8 @@ class LLMEngine {
   EngineConfig cfg_;
   PagedKVCache cache_;
   std::unique_ptr<KVCacheManager> kv_;
+  std::unique_ptr<RooflineCostModel> cost_model_;
+  std::unique_ptr<AdaptiveChunkSizer> chunk_sizer_;
   std::unique_ptr<Scheduler> scheduler_;
   ModelRunner runner_;
   EngineMetrics metrics_;

@@ -132,6 +132,25 @@ TEST_P(EngineGoldenTest, TinyKvBudgetForcesPreemptionWithIdenticalOutput) {
   check_workload(cfg, true);
 }
 
+// Policies reorder and chunk; they never change what is computed. One model suffices.
+class EnginePolicyTest : public EngineGoldenTest {};
+
+TEST_P(EnginePolicyTest, SlackPoliciesWithAdaptiveChunksChangeNoToken) {
+  for (const char* policy : {"lrs"}) {  // srpt/edf orderings: tests/sched
+    EngineConfig cfg;
+    cfg.scheduler.max_num_batched_tokens = 512;
+    cfg.scheduler.max_num_seqs = 32;
+    cfg.num_kv_blocks = 4096;
+    cfg.policy = policy;
+    cfg.adaptive_chunking = true;
+    cfg.chunking.tbt_slo_s = 0.002;  // tiny: forces small, shrinking chunks
+    cfg.chunking.min_chunk = 16;
+    check_workload(cfg, false);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, EnginePolicyTest, ::testing::Values("llama_gqa"));
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, EngineGoldenTest, ::testing::Values("llama_gqa", "qwen2_bias_tied", "qwen3_qknorm"));
 
 class EngineTest : public ::testing::Test {
