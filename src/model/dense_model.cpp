@@ -6,6 +6,7 @@
 #include <string>
 
 #include "model/mla_attention.h"
+#include "model/weight_linear.h"
 #include "model/moe_mlp.h"
 #include "ops/cpu/activation.h"
 #include "ops/cpu/attention.h"
@@ -16,24 +17,6 @@
 #include "ops/cpu/rope.h"
 
 namespace longctx {
-namespace {
-
-void run_linear(const float* x, int64_t m, const Tensor& w, const Tensor& bias, float* y, bool accumulate) {
-  cpu::LinearParams p;
-  p.x = x;
-  p.w = w.raw();
-  p.w_dtype = w.dtype();
-  p.bias = bias.numel() > 0 && bias.raw() ? bias.data<float>() : nullptr;
-  p.y = y;
-  p.m = m;
-  p.n = w.size(0);
-  p.k = w.size(1);
-  p.accumulate = accumulate;
-  cpu::linear(p);
-}
-
-}  // namespace
-
 DenseModel::DenseModel(ModelConfig cfg, DenseWeights w)
     : cfg_(std::move(cfg)), w_(std::move(w)), inv_freq_(cfg_.rope_inv_freq()) {}
 
@@ -68,7 +51,7 @@ void DenseModel::attention_block(int64_t layer, const float* normed, const Forwa
   const int64_t q_width = hq * d, kv_width = hkv * d, qkv_width = q_width + 2 * kv_width;
 
   Tensor qkv = Tensor::empty({t, qkv_width}, DType::kF32);
-  run_linear(normed, t, lw.qkv, lw.qkv_bias, qkv.data<float>(), false);
+  weight_linear(normed, t, lw.qkv, qkv.data<float>(), lw.qkv_bias, false);
   float* q = qkv.data<float>();
   float* k = q + q_width;
   float* v = k + kv_width;
@@ -121,7 +104,7 @@ void DenseModel::attention_block(int64_t layer, const float* normed, const Forwa
   ap.causal = true;
   cpu::paged_attention(ap);
 
-  run_linear(attn.data<float>(), t, lw.o_proj, lw.o_bias, residual, /*accumulate=*/true);
+  weight_linear(attn.data<float>(), t, lw.o_proj, residual, lw.o_bias, /*accumulate=*/true);
 }
 
 void DenseModel::mlp_block(int64_t layer, const float* normed, int64_t t, float* residual) const {
@@ -132,10 +115,10 @@ void DenseModel::mlp_block(int64_t layer, const float* normed, int64_t t, float*
   }
   const int64_t inter = cfg_.intermediate_size;
   Tensor gate_up = Tensor::empty({t, 2 * inter}, DType::kF32);
-  run_linear(normed, t, lw.gate_up, lw.gate_up_bias, gate_up.data<float>(), false);
+  weight_linear(normed, t, lw.gate_up, gate_up.data<float>(), lw.gate_up_bias, false);
   Tensor act = Tensor::empty({t, inter}, DType::kF32);
   cpu::silu_mul(gate_up.data<float>(), gate_up.data<float>() + inter, act.data<float>(), t, inter, 2 * inter);
-  run_linear(act.data<float>(), t, lw.down, lw.down_bias, residual, /*accumulate=*/true);
+  weight_linear(act.data<float>(), t, lw.down, residual, lw.down_bias, /*accumulate=*/true);
 }
 
 Result<Tensor> DenseModel::forward(const ForwardBatch& batch, PagedKVCache& cache) const {
@@ -185,7 +168,7 @@ Result<Tensor> DenseModel::forward(const ForwardBatch& batch, PagedKVCache& cach
                 static_cast<size_t>(hidden) * sizeof(float));
   cpu::rms_norm(picked.data<float>(), w_.final_norm.data<float>(), picked.data<float>(), rows, hidden, eps);
   Tensor logits = Tensor::empty({rows, vocab}, DType::kF32);
-  run_linear(picked.data<float>(), rows, w_.lm_head, Tensor(), logits.data<float>(), false);
+  weight_linear(picked.data<float>(), rows, w_.lm_head, logits.data<float>(), Tensor(), false);
   return logits;
 }
 

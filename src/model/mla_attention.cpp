@@ -4,28 +4,13 @@
 #include <cstring>
 #include <vector>
 
+#include "model/weight_linear.h"
 #include "ops/cpu/linear.h"
 #include "ops/cpu/norm.h"
 #include "ops/cpu/paged_attention.h"
 #include "ops/cpu/rope.h"
 
 namespace longctx {
-namespace {
-
-void linear_into(const float* x, int64_t m, const Tensor& w, float* y) {
-  cpu::LinearParams p;
-  p.x = x;
-  p.w = w.raw();
-  p.w_dtype = w.dtype();
-  p.y = y;
-  p.m = m;
-  p.n = w.size(0);
-  p.k = w.size(1);
-  cpu::linear(p);
-}
-
-}  // namespace
-
 void mla_attention_forward(const ModelConfig& cfg, const DenseLayerWeights& lw, const double* inv_freq,
                            const float* normed, const ForwardBatch& batch, PagedKVCache& cache, int64_t layer,
                            float* residual) {
@@ -39,15 +24,15 @@ void mla_attention_forward(const ModelConfig& cfg, const DenseLayerWeights& lw, 
   std::vector<float> q(static_cast<size_t>(t * h * qk));
   if (cfg.q_lora_rank > 0) {
     std::vector<float> qa(static_cast<size_t>(t * cfg.q_lora_rank));
-    linear_into(normed, t, lw.q_a, qa.data());
+    weight_linear(normed, t, lw.q_a, qa.data());
     cpu::rms_norm(qa.data(), lw.q_a_norm.data<float>(), qa.data(), t, cfg.q_lora_rank, eps);
-    linear_into(qa.data(), t, lw.q_b, q.data());
+    weight_linear(qa.data(), t, lw.q_b, q.data());
   } else {
-    linear_into(normed, t, lw.q_proj, q.data());
+    weight_linear(normed, t, lw.q_proj, q.data());
   }
   // Latents [t, kv_lora + rope]: normed compressed kv, then the roped shared key part.
   std::vector<float> kv(static_cast<size_t>(t * lat));
-  linear_into(normed, t, lw.kv_a, kv.data());
+  weight_linear(normed, t, lw.kv_a, kv.data());
   for (int64_t i = 0; i < t; ++i) cpu::rms_norm(kv.data() + i * lat, lw.kv_a_norm.data<float>(), kv.data() + i * lat, 1, lora, eps);
 
   cpu::RopeParams rp;

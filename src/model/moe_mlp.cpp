@@ -7,22 +7,11 @@
 #include <vector>
 
 #include "ops/cpu/activation.h"
+#include "model/weight_linear.h"
 #include "ops/cpu/linear.h"
 
 namespace longctx {
 namespace {
-
-void linear_into(const float* x, int64_t m, const Tensor& w, float* y) {
-  cpu::LinearParams p;
-  p.x = x;
-  p.w = w.raw();
-  p.w_dtype = w.dtype();
-  p.y = y;
-  p.m = m;
-  p.n = w.size(0);
-  p.k = w.size(1);
-  cpu::linear(p);
-}
 
 // Indices of the top k of `score` among `allowed` (ties to the lower index), best first.
 std::vector<int64_t> top_k(const std::vector<double>& score, int64_t k) {
@@ -89,11 +78,11 @@ void expert_mlp(const ExpertWeights& ew, const float* x, int64_t m, std::vector<
                 std::vector<float>& act, std::vector<float>& out) {
   const int64_t mi = ew.down.size(1);
   gate_up.resize(static_cast<size_t>(m * 2 * mi));
-  linear_into(x, m, ew.gate_up, gate_up.data());
+  weight_linear(x, m, ew.gate_up, gate_up.data());
   act.resize(static_cast<size_t>(m * mi));
   cpu::silu_mul(gate_up.data(), gate_up.data() + mi, act.data(), m, mi, 2 * mi);
   out.resize(static_cast<size_t>(m * ew.down.size(0)));
-  linear_into(act.data(), m, ew.down, out.data());
+  weight_linear(act.data(), m, ew.down, out.data());
 }
 
 }  // namespace
@@ -103,7 +92,7 @@ void moe_mlp_forward(const ModelConfig& cfg, const DenseLayerWeights& lw, const 
   const int64_t hidden = cfg.hidden_size, num_experts = cfg.num_experts, k = cfg.num_experts_per_tok;
 
   std::vector<float> logits(static_cast<size_t>(t * num_experts));
-  linear_into(normed, t, lw.router, logits.data());
+  weight_linear(normed, t, lw.router, logits.data());
   std::vector<std::vector<std::pair<int64_t, float>>> routed(static_cast<size_t>(num_experts));  // (token, weight)
   std::vector<double> weights;
   std::vector<int64_t> chosen;

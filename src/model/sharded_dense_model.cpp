@@ -1,5 +1,7 @@
 #include "model/sharded_dense_model.h"
 
+#include "model/weight_linear.h"
+
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -14,19 +16,6 @@
 
 namespace longctx {
 namespace {
-
-void run_linear(const float* x, int64_t m, const Tensor& w, const Tensor& bias, float* y) {
-  cpu::LinearParams p;
-  p.x = x;
-  p.w = w.raw();
-  p.w_dtype = w.dtype();
-  p.bias = bias.numel() > 0 && bias.raw() ? bias.data<float>() : nullptr;
-  p.y = y;
-  p.m = m;
-  p.n = w.size(0);
-  p.k = w.size(1);
-  cpu::linear(p);
-}
 
 // residual[r, :] += delta[r, :] (+ bias): the sum of the ranks' partial projections.
 void add_rows(float* residual, const float* delta, const Tensor& bias, int64_t rows, int64_t dim) {
@@ -243,7 +232,7 @@ void ShardedDenseModel::attention_block(int64_t layer, const float* normed, cons
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
 
   Tensor qkv = Tensor::empty({t, qkv_width}, DType::kF32);
-  if (t > 0) run_linear(normed, t, lw.qkv, lw.qkv_bias, qkv.data<float>());
+  if (t > 0) weight_linear(normed, t, lw.qkv, qkv.data<float>(), lw.qkv_bias);
   float* q = qkv.data<float>();
   float* k = q + q_width;
   float* v = k + kv_width;
@@ -369,7 +358,7 @@ void ShardedDenseModel::attention_block(int64_t layer, const float* normed, cons
     }
   }
 
-  if (t > 0) run_linear(mo.data<float>(), t, lw.o_proj, Tensor(), out);
+  if (t > 0) weight_linear(mo.data<float>(), t, lw.o_proj, out, Tensor());
 }
 
 void ShardedDenseModel::mlp_block(int64_t layer, const float* normed, int64_t t, float* out) const {
@@ -377,10 +366,10 @@ void ShardedDenseModel::mlp_block(int64_t layer, const float* normed, int64_t t,
   const int64_t ic = lw.down.size(1);
   if (t == 0) return;
   Tensor gate_up = Tensor::empty({t, 2 * ic}, DType::kF32);
-  run_linear(normed, t, lw.gate_up, lw.gate_up_bias, gate_up.data<float>());
+  weight_linear(normed, t, lw.gate_up, gate_up.data<float>(), lw.gate_up_bias);
   Tensor act = Tensor::empty({t, ic}, DType::kF32);
   cpu::silu_mul(gate_up.data<float>(), gate_up.data<float>() + ic, act.data<float>(), t, ic, 2 * ic);
-  run_linear(act.data<float>(), t, lw.down, Tensor(), out);
+  weight_linear(act.data<float>(), t, lw.down, out, Tensor());
 }
 
 Result<Tensor> ShardedDenseModel::forward(std::span<ShardedStep> batch, RankCommunicators& comms) const {
@@ -478,7 +467,7 @@ Result<Tensor> ShardedDenseModel::forward(std::span<ShardedStep> batch, RankComm
                 static_cast<size_t>(hidden) * sizeof(float));
   cpu::rms_norm(picked.data<float>(), w_.final_norm.data<float>(), picked.data<float>(), nrows, hidden, eps);
   Tensor local = Tensor::empty({nrows, local_vocab_}, DType::kF32);
-  if (nrows > 0) run_linear(picked.data<float>(), nrows, w_.lm_head, Tensor(), local.data<float>());
+  if (nrows > 0) weight_linear(picked.data<float>(), nrows, w_.lm_head, local.data<float>(), Tensor());
   Tensor mine = local;
   if (local_vocab_ != vocab) {
     // Vocabulary split: gather [tp][rows][vocab / tp] and lay it out as [rows][vocab].

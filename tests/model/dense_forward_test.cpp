@@ -1,5 +1,5 @@
 // The dense Llama family against Hugging Face transformers: float64 reference logits
-// and greedy continuations from ../shared/fixtures (copied into tests/data/hf).
+// and greedy continuations from the reference fixtures copied into tests/data/hf.
 #include <gtest/gtest.h>
 
 #include <algorithm>
