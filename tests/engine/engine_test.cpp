@@ -9,27 +9,15 @@
 
 #include "model/generation.h"
 #include "model/safetensors.h"
+#include "support/fixtures.h"
 
 namespace longctx {
 namespace {
 
 const std::string kHf = std::string(LONGCTX_TEST_DATA_DIR) + "/hf/";
 
-struct Golden {
-  std::vector<int32_t> ids, greedy;
-};
-
-std::vector<Golden> goldens(const std::string& model) {
-  auto ck = Checkpoint::open(kHf + model + "/golden.safetensors").value();
-  std::vector<Golden> out;
-  for (int i = 0; ck.has("prompt_" + std::to_string(i) + "_ids"); ++i) {
-    const std::string p = "prompt_" + std::to_string(i) + "_";
-    Tensor ids = ck.get(p + "ids").value().to(DType::kI32), g = ck.get(p + "greedy").value().to(DType::kI32);
-    out.push_back({std::vector<int32_t>(ids.data<int32_t>(), ids.data<int32_t>() + ids.numel()),
-                   std::vector<int32_t>(g.data<int32_t>(), g.data<int32_t>() + g.numel())});
-  }
-  return out;
-}
+using testing_support::Golden;
+using testing_support::load_goldens;
 
 GenerationRequest greedy_request(std::vector<int32_t> prompt, int64_t max_tokens) {
   GenerationRequest r;
@@ -62,7 +50,7 @@ struct Workload {
 // The four golden prompts plus 28 random ones of lengths 1..2100.
 Workload mixed_workload(const std::string& model) {
   Workload w;
-  for (const Golden& g : goldens(model)) {
+  for (const Golden& g : load_goldens(model)) {
     w.requests.push_back(greedy_request(g.ids, static_cast<int64_t>(g.greedy.size())));
     w.expected.push_back(g.greedy);
   }

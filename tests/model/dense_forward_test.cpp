@@ -10,53 +10,15 @@
 #include "model/dense_model.h"
 #include "model/generation.h"
 #include "model/safetensors.h"
+#include "support/fixtures.h"
 
 namespace longctx {
 namespace {
 
+using testing_support::Golden;
+using testing_support::load_goldens;
+using testing_support::relative_error;
 const std::string kHf = std::string(LONGCTX_TEST_DATA_DIR) + "/hf/";
-
-std::vector<int32_t> as_i32(const Tensor& t) {
-  Tensor c = t.to(DType::kI32);
-  return std::vector<int32_t>(c.data<int32_t>(), c.data<int32_t>() + c.numel());
-}
-std::vector<int64_t> as_i64(const Tensor& t) {
-  Tensor c = t.to(DType::kI64);
-  return std::vector<int64_t>(c.data<int64_t>(), c.data<int64_t>() + c.numel());
-}
-
-struct Golden {
-  std::vector<int32_t> ids;
-  std::vector<int64_t> logit_pos;
-  Tensor logits;  // f32 [P, vocab]
-  std::vector<int32_t> greedy;
-};
-
-std::vector<Golden> load_goldens(const std::string& model) {
-  auto ck = Checkpoint::open(kHf + model + "/golden.safetensors");
-  EXPECT_TRUE(ck.is_ok()) << ck.status().to_string();
-  std::vector<Golden> out;
-  for (int i = 0; ck->has("prompt_" + std::to_string(i) + "_ids"); ++i) {
-    const std::string p = "prompt_" + std::to_string(i) + "_";
-    Golden g;
-    g.ids = as_i32(ck->get(p + "ids").value());
-    g.logit_pos = as_i64(ck->get(p + "logit_pos").value());
-    g.logits = ck->get(p + "logits").value().to(DType::kF32);
-    g.greedy = as_i32(ck->get(p + "greedy").value());
-    out.push_back(std::move(g));
-  }
-  return out;
-}
-
-// max|Δ| / max|ref| over all compared logits.
-double relative_error(const Tensor& got, const Tensor& ref) {
-  double max_diff = 0, max_ref = 0;
-  for (int64_t i = 0; i < ref.numel(); ++i) {
-    max_diff = std::max(max_diff, std::fabs(double(got.data<float>()[i]) - ref.data<float>()[i]));
-    max_ref = std::max(max_ref, std::fabs(double(ref.data<float>()[i])));
-  }
-  return max_diff / max_ref;
-}
 
 Tensor logits_at(const DenseModel& m, const Golden& g, int64_t chunk) {
   SequenceKV kv = m.new_kv(static_cast<int64_t>(g.ids.size()));

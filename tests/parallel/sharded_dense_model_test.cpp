@@ -19,6 +19,7 @@
 #include "model/safetensors.h"
 #include "ops/cpu/sampling.h"
 #include "parallel/host_communicator.h"
+#include "support/fixtures.h"
 
 namespace longctx {
 namespace {
@@ -26,20 +27,7 @@ namespace {
 const std::string kHf = std::string(LONGCTX_TEST_DATA_DIR) + "/hf/";
 constexpr double kTolerance = 1e-4;  // fp32: max|Δ| / max|ref|
 
-std::vector<int32_t> as_i32(const Tensor& t) {
-  Tensor c = t.to(DType::kI32);
-  return std::vector<int32_t>(c.data<int32_t>(), c.data<int32_t>() + c.numel());
-}
-std::vector<int64_t> as_i64(const Tensor& t) {
-  Tensor c = t.to(DType::kI64);
-  return std::vector<int64_t>(c.data<int64_t>(), c.data<int64_t>() + c.numel());
-}
-
-struct Golden {
-  std::vector<int32_t> ids;
-  std::vector<int64_t> logit_pos;
-  std::vector<int32_t> greedy;  // transformers
-};
+using testing_support::Golden;
 
 // Logits of one generation: at the golden positions of the prompt, then at every step
 // (row 0: the last prompt token; row i: after feeding greedy token i − 1).
@@ -49,16 +37,7 @@ struct Trace {
   std::vector<int32_t> tokens;
 };
 
-double relative_error(const Tensor& got, const Tensor& ref) {
-  EXPECT_EQ(got.shape(), ref.shape());
-  if (got.shape() != ref.shape()) return INFINITY;
-  double max_diff = 0, max_ref = 0;
-  for (int64_t i = 0; i < ref.numel(); ++i) {
-    max_diff = std::max(max_diff, std::fabs(double(got.data<float>()[i]) - ref.data<float>()[i]));
-    max_ref = std::max(max_ref, std::fabs(double(ref.data<float>()[i])));
-  }
-  return max_diff / max_ref;
-}
+using testing_support::relative_error;
 
 bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
@@ -121,11 +100,7 @@ const Model& fixture(const std::string& name) {
   auto ckpt = Checkpoint::open(kHf + name);
   m.weights = load_dense_weights(ckpt.value(), m.cfg, std::nullopt).value();
   m.dense = std::make_unique<DenseModel>(DenseModel::load(kHf + name).value());
-  auto golden = Checkpoint::open(kHf + name + "/golden.safetensors").value();
-  for (int i = 0; golden.has("prompt_" + std::to_string(i) + "_ids"); ++i) {
-    const std::string p = "prompt_" + std::to_string(i) + "_";
-    Golden g{as_i32(golden.get(p + "ids").value()), as_i64(golden.get(p + "logit_pos").value()),
-             as_i32(golden.get(p + "greedy").value())};
+  for (Golden& g : testing_support::load_goldens(name)) {
     m.reference[g.ids.size()] = reference_trace(*m.dense, g);
     m.goldens.push_back(std::move(g));
   }
