@@ -13,6 +13,7 @@ packages=(
   libspdlog-dev libfmt-dev    # logging and formatting
   libxxhash-dev               # prefix-cache block hashes
   libpcre2-dev                # tokenizer pre-tokenizer regexes (\p{L}, lookahead)
+  libcpp-httplib-dev          # HTTP server (longctx serve)
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -27,3 +28,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 bash scripts/fetch_tokenizers.sh
+
+# The official openai client for the server's Node test (scripts/test_openai_client);
+# installed again only when the lock file changed.
+oc=scripts/test_openai_client
+if [ ! -f "$oc/node_modules/.package-lock.json" ] || [ "$oc/package-lock.json" -nt "$oc/node_modules/.package-lock.json" ]; then
+  (cd "$oc" && npm ci --no-audit --no-fund)
+fi
