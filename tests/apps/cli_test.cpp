@@ -10,28 +10,15 @@
 #include <nlohmann/json.hpp>
 
 #include "model/safetensors.h"
+#include "support/run_cli.h"
 
 namespace {
 
 namespace fs = std::filesystem;
-const std::string kBin = LONGCTX_BINARY;
 const std::string kHf = std::string(LONGCTX_TEST_DATA_DIR) + "/hf/";
 
-struct CliResult {
-  int code;
-  std::string out;  // stdout and stderr together
-};
-
-CliResult run_cli(const std::string& args) {
-  const std::string cmd = kBin + " " + args + " 2>&1";
-  std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p.get())) > 0) out.append(buf.data(), n);
-  const int status = pclose(p.release());
-  return {WEXITSTATUS(status), out};
-}
+using longctx::testing_support::CliResult;
+using longctx::testing_support::run_cli;
 
 TEST(Cli, GenerateWithPromptIdsReproducesTheTransformersGreedyTokens) {
   // llama_gqa prompt 1 (33 tokens) and its greedy continuation from golden.safetensors.

@@ -7,25 +7,16 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "support/run_cli.h"
+
 namespace {
 
 const std::string kPlan = std::string(LONGCTX_TEST_DATA_DIR) + "/plan/";
 
-struct PlanRun {
-  int code;
-  std::string out;  // stdout only (the JSON)
-};
+using longctx::testing_support::CliResult;
+using PlanRun = CliResult;
 
-PlanRun run_plan(const std::string& args) {
-  const std::string cmd = std::string(LONGCTX_BINARY) + " plan " + args + " 2>/dev/null";
-  std::unique_ptr<FILE, int (*)(FILE*)> p(popen(cmd.c_str(), "r"), pclose);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p.get())) > 0) out.append(buf.data(), n);
-  const int status = pclose(p.release());
-  return {WEXITSTATUS(status), out};
-}
+CliResult run_plan(const std::string& args) { return longctx::testing_support::run_cli("plan " + args, "2>/dev/null"); }
 
 TEST(PlanCli, DeepSeekR1JsonRecommendsTp8Dcp8) {
   PlanRun r = run_plan("--model " + kPlan +

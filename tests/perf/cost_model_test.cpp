@@ -4,22 +4,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "sched/test_cost_models.h"
+
 namespace longctx {
 namespace {
 
-ModelConfig llama_8b() {
-  ModelConfig c;
-  c.arch = Architecture::kLlama;
-  c.hidden_size = 4096;
-  c.num_layers = 32;
-  c.num_heads = 32;
-  c.num_kv_heads = 8;
-  c.head_dim = 128;
-  c.intermediate_size = 14336;
-  c.vocab_size = 128256;
-  c.max_position_embeddings = 131072;
-  return c;
-}
+ModelConfig llama_8b() { return testing::llama_8b_config(); }
 
 // A hand-priced machine: 1 FLOP/s and 1 byte/s scaled so the terms are readable.
 HardwareProfile unit_hw() { return {"unit", 1.0, 1.0, 1.0, 0.0, 0.0, 1e30}; }
