@@ -5,6 +5,7 @@
 #include <cstring>
 #include <string>
 
+#include "model/batch_attention.h"
 #include "model/mla_attention.h"
 #include "model/weight_linear.h"
 #include "model/moe_mlp.h"
@@ -85,23 +86,14 @@ void DenseModel::attention_block(int64_t layer, const float* normed, const Forwa
 
   Tensor attn = Tensor::empty({t, q_width}, DType::kF32);
   Tensor lse = Tensor::empty({t, hq}, DType::kF32);
-  cpu::PagedAttentionParams ap;
+  cpu::PagedAttentionParams ap = batch_attention_params(batch, cache, layer);
   ap.q = q;
   ap.q_stride = qkv_width;
   ap.out = attn.data<float>();
   ap.lse = lse.data<float>();
-  ap.k_cache = cache.k(layer);
-  ap.v_cache = cache.v(layer);
-  ap.block_size = cache.shape().block_size;
-  ap.num_seqs = batch.num_seqs();
-  ap.q_begin = batch.q_begin.data();
-  ap.context_lens = batch.context_lens.data();
-  ap.block_tables = batch.block_tables.data();
-  ap.block_table_stride = batch.block_table_stride;
   ap.num_q_heads = hq;
   ap.num_kv_heads = hkv;
   ap.head_dim = d;
-  ap.causal = true;
   cpu::paged_attention(ap);
 
   weight_linear(attn.data<float>(), t, lw.o_proj, residual, lw.o_bias, /*accumulate=*/true);

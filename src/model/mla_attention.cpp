@@ -4,6 +4,7 @@
 #include <cstring>
 #include <vector>
 
+#include "model/batch_attention.h"
 #include "model/weight_linear.h"
 #include "ops/cpu/linear.h"
 #include "ops/cpu/norm.h"
@@ -76,22 +77,14 @@ void mla_attention_forward(const ModelConfig& cfg, const DenseLayerWeights& lw, 
   }
 
   std::vector<float> attn(static_cast<size_t>(t * h * lat));
-  cpu::PagedAttentionParams ap;
+  // V is the same latent as K (the cache aliases them); only its first kv_lora dims are used.
+  cpu::PagedAttentionParams ap = batch_attention_params(batch, cache, layer);
   ap.q = qa.data();
   ap.out = attn.data();
-  ap.k_cache = cache.k(layer);
-  ap.v_cache = cache.k(layer);  // V is the same latent; only its first kv_lora dims are used
-  ap.block_size = cache.shape().block_size;
-  ap.num_seqs = batch.num_seqs();
-  ap.q_begin = batch.q_begin.data();
-  ap.context_lens = batch.context_lens.data();
-  ap.block_tables = batch.block_tables.data();
-  ap.block_table_stride = batch.block_table_stride;
   ap.num_q_heads = h;
   ap.num_kv_heads = 1;
   ap.head_dim = lat;
   ap.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(qk)));
-  ap.causal = true;
   cpu::paged_attention(ap);
 
   // out[h] = latent_out[h] · W_uv[h]ᵀ, heads side by side, then o_proj into the residual.
