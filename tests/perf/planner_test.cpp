@@ -9,6 +9,7 @@
 #include <string>
 
 #include "model/config.h"
+#include "model/presets.h"
 #include "parallel/parallel_layout.h"
 
 namespace longctx {
@@ -135,6 +136,49 @@ TEST(Planner, ImpossibleRequestsSayWhatDoesNotFit) {
 
   EXPECT_FALSE(plan_layout(config("llama-3.1-8b"), request(0, 80, 1024)).is_ok());
   EXPECT_FALSE(plan_layout(config("llama-3.1-8b"), request(1, 80, 0)).is_ok());
+}
+
+ModelConfig preset(const std::string& arch, const std::string& name) {
+  auto p = find_model_preset(arch, name);
+  EXPECT_TRUE(p.is_ok()) << p.status().message();
+  auto c = parse_model_config(p.value().config, arch + "/" + name);
+  EXPECT_TRUE(c.is_ok()) << c.status().message();
+  return c.value();
+}
+
+// The make-model presets with real MoE shapes, through the same planner as `longctx plan
+// --preset`: the MLA latent per token, and weights that match the published sizes.
+TEST(Planner, DeepSeekV3PresetKvIsTheLatentAndWeightsAre671B) {
+  const ModelConfig c = preset("deepseek_v3", "671b");
+  auto p = plan_layout(c, request(8, 141, 131072, 8, 1));  // fp8 weights, bf16 KV
+  ASSERT_TRUE(p.is_ok());
+  EXPECT_EQ(p->kv_bytes_per_token, (c.kv_lora_rank + c.qk_rope_head_dim) * c.num_layers * 2.0);
+  EXPECT_EQ(p->kv_bytes_per_token, (512 + 64) * 61 * 2.0);
+  EXPECT_EQ(p->num_kv_heads, 1);
+  EXPECT_NEAR(p->weights_bytes / 1e9, 671.0, 3.0);  // 1 byte per weight: bytes = parameters
+  ASSERT_NE(find(*p, 8, 1), nullptr);
+  EXPECT_NEAR(find(*p, 8, 1)->weights_bytes_per_rank, p->weights_bytes / 8, 1.0);
+  ASSERT_TRUE(p->fits) << p->error;
+  EXPECT_EQ(p->recommended.flags(), "--tp 8 --dcp 8");
+  expect_layouts_agree(*p, 61);
+}
+
+TEST(Planner, MixtralAndQwen3MoePresetsPriceAllExperts) {
+  // Mixtral-8x7B: 46.7B parameters, 8 kv heads of 128 over 32 layers.
+  auto mx = plan_layout(preset("mixtral", "8x7b"), request(2, 80, 32768));
+  ASSERT_TRUE(mx.is_ok());
+  EXPECT_EQ(mx->kv_bytes_per_token, 2.0 * 32 * 8 * 128 * 2);
+  EXPECT_NEAR(mx->weights_bytes / 2 / 1e9, 46.7, 0.2);
+  ASSERT_TRUE(mx->fits) << mx->error;
+  EXPECT_EQ(mx->recommended.tp, 2);  // 87 GiB of bf16 weights do not fit one 80 GiB GPU
+  EXPECT_NEAR(mx->recommended.weights_bytes_per_rank / 1e9, 46.7, 0.2);
+  // Qwen3-30B-A3B: 30.5B parameters fit one 80 GiB GPU; 4 kv heads of 128 over 48 layers.
+  auto q = plan_layout(preset("qwen3_moe", "30b-a3b"), request(1, 80, 32768));
+  ASSERT_TRUE(q.is_ok());
+  EXPECT_EQ(q->kv_bytes_per_token, 2.0 * 48 * 4 * 128 * 2);
+  EXPECT_NEAR(q->weights_bytes / 2 / 1e9, 30.5, 0.2);
+  ASSERT_TRUE(q->fits) << q->error;
+  EXPECT_EQ(q->recommended.flags(), "--tp 1");
 }
 
 }  // namespace
