@@ -1,5 +1,6 @@
 #include "model/sharded_dense_model.h"
 
+#include "model/helix_attention.h"
 #include "model/weight_linear.h"
 
 #include <algorithm>
@@ -67,9 +68,15 @@ Result<ShardedDenseModel> ShardedDenseModel::shard(const ModelConfig& cfg, const
       layout.dims().num_layers != cfg.num_layers)
     return invalid_argument("ShardedDenseModel: the layout (" + layout.to_string() +
                             ") was built for other head/layer counts than the model's");
-  if (cfg.intermediate_size % pc.tp != 0)
+  // The FFN (and LM head) split: over tp, or under Helix over the whole kvp·tp group,
+  // whose shares may differ by one column (a kvp of 3 rarely divides a power of two).
+  const int ffn_parts = pc.helix ? layout.helix_size() : pc.tp;
+  if (!pc.helix && cfg.intermediate_size % pc.tp != 0)
     return invalid_argument("--tp " + std::to_string(pc.tp) + " must divide the MLP width " +
                             std::to_string(cfg.intermediate_size));
+  if (pc.helix && cfg.intermediate_size < ffn_parts)
+    return invalid_argument("--helix: the FFN group of kvp·tp = " + std::to_string(ffn_parts) +
+                            " ranks exceeds the MLP width " + std::to_string(cfg.intermediate_size));
   if (rank < 0 || rank >= layout.world_size())
     return invalid_argument("rank " + std::to_string(rank) + " is outside the layout's world of " +
                             std::to_string(layout.world_size()));
@@ -79,7 +86,13 @@ Result<ShardedDenseModel> ShardedDenseModel::shard(const ModelConfig& cfg, const
   const int64_t q_width = hq * d, kv_width = hkv * d;
   const int64_t q0 = layout.first_q_head(c.tp) * d, q1 = q0 + layout.num_local_q_heads() * d;
   const int64_t k0 = layout.first_kv_head(c.tp) * d, k1 = k0 + layout.num_local_kv_heads() * d;
-  const int64_t inter = cfg.intermediate_size, ic = inter / pc.tp, c0 = c.tp * ic;
+  const int ffn_index = pc.helix ? layout.helix_index(rank) : c.tp;
+  const int64_t inter = cfg.intermediate_size, c0 = ParallelLayout::split_point(inter, ffn_parts, ffn_index),
+                ic = ParallelLayout::split_point(inter, ffn_parts, ffn_index + 1) - c0;
+  // o_proj input columns: the rank's query heads, or under Helix the share of them whose
+  // attention it merges after the all-to-all (helix_attention.h).
+  const int64_t o0 = pc.helix ? q0 + layout.helix_first_head(c.kvp) * d : q0;
+  const int64_t o1 = pc.helix ? q0 + layout.helix_first_head(c.kvp + 1) * d : q1;
 
   DenseWeights w;
   const bool first_stage = c.pp == 0, last_stage = c.pp == pc.pp - 1;
@@ -87,9 +100,9 @@ Result<ShardedDenseModel> ShardedDenseModel::shard(const ModelConfig& cfg, const
   int64_t local_vocab = cfg.vocab_size;
   if (last_stage) {
     w.final_norm = full.final_norm;
-    if (cfg.vocab_size % pc.tp == 0) {
-      local_vocab = cfg.vocab_size / pc.tp;
-      w.lm_head = full.lm_head.slice(0, c.tp * local_vocab, (c.tp + 1) * local_vocab);  // rows: a view
+    if (cfg.vocab_size % ffn_parts == 0) {
+      local_vocab = cfg.vocab_size / ffn_parts;
+      w.lm_head = full.lm_head.slice(0, ffn_index * local_vocab, (ffn_index + 1) * local_vocab);  // rows: a view
     } else {
       w.lm_head = full.lm_head;
     }
@@ -108,7 +121,7 @@ Result<ShardedDenseModel> ShardedDenseModel::shard(const ModelConfig& cfg, const
       lw.qkv_bias = concat_rows({{&f.qkv_bias, q0, q1},
                                  {&f.qkv_bias, q_width + k0, q_width + k1},
                                  {&f.qkv_bias, q_width + kv_width + k0, q_width + kv_width + k1}});
-    lw.o_proj = columns(f.o_proj, q0, q1);
+    lw.o_proj = columns(f.o_proj, o0, o1);
     lw.o_bias = f.o_bias;  // added once, after the all-reduce
     lw.gate_up = concat_rows({{&f.gate_up, c0, c0 + ic}, {&f.gate_up, inter + c0, inter + c0 + ic}});
     if (defined_nonempty(f.gate_up_bias))
@@ -338,7 +351,11 @@ void ShardedDenseModel::attention_block(int64_t layer, const float* normed, cons
   }
 
   const int kvp = layout_.config().kvp;
-  if (kvp > 1) {
+  if (layout_.config().helix) {
+    // Helix: keep only this rank's share of the heads, merged over every KV shard; the
+    // o_proj below takes just those heads' columns (a row-parallel split over kvp·tp).
+    if (kvp > 1) mo = helix_exchange(layout_, coords_.kvp, mo.data<float>(), ml.data<float>(), t, d, *comms.kvp);
+  } else if (kvp > 1) {
     // KVP: every group holds these heads for another shard of the tokens; gather the
     // partial states and merge them in group order (the same result on every member).
     const int64_t chunk = rows * d + rows;
@@ -395,6 +412,8 @@ Result<Tensor> ShardedDenseModel::forward(std::span<ShardedStep> batch, RankComm
                                 std::to_string(s) + "'s " + std::to_string(n) + " new tokens");
     total += n;
   }
+  if (pc.helix && !comms.helix)
+    return invalid_argument("sharded forward: the layout is Helix but the rank has no helix communicator");
   int64_t num_logits = 0;
   for (const ShardedStep& st : batch) num_logits += static_cast<int64_t>(st.logit_rows.size());
   if (total == 0) return returns_logits() ? Tensor::empty({num_logits, vocab}, DType::kF32) : Tensor();
@@ -441,6 +460,9 @@ Result<Tensor> ShardedDenseModel::forward(std::span<ShardedStep> batch, RankComm
   else
     comms.pp->recv(residual.data<float>(), t * hidden, coords_.pp - 1);
 
+  // The all-reduces of o_proj and the FFN, and the LM head's gather: the TP group, or
+  // under Helix the kvp·tp ranks re-partitioned as one TP group.
+  Communicator& ffn = pc.helix ? *comms.helix : *comms.tp;
   Tensor normed = Tensor::empty({t, hidden}, DType::kF32);
   Tensor partial = Tensor::empty({t, hidden}, DType::kF32);
   for (size_t l = 0; l < w_.layers.size(); ++l) {
@@ -448,12 +470,12 @@ Result<Tensor> ShardedDenseModel::forward(std::span<ShardedStep> batch, RankComm
     const int64_t li = static_cast<int64_t>(l);
     cpu::rms_norm(residual.data<float>(), lw.input_norm.data<float>(), normed.data<float>(), t, hidden, eps);
     attention_block(li, normed.data<float>(), seqs, positions, slots, comms, partial.data<float>());
-    comms.tp->all_reduce_sum(partial.data<float>(), t * hidden);
+    ffn.all_reduce_sum(partial.data<float>(), t * hidden);
     add_rows(residual.data<float>(), partial.data<float>(), lw.o_bias, t, hidden);
     cpu::rms_norm(residual.data<float>(), lw.post_attention_norm.data<float>(), normed.data<float>(), t,
                   hidden, eps);
     mlp_block(li, normed.data<float>(), t, partial.data<float>());
-    comms.tp->all_reduce_sum(partial.data<float>(), t * hidden);
+    ffn.all_reduce_sum(partial.data<float>(), t * hidden);
     add_rows(residual.data<float>(), partial.data<float>(), lw.down_bias, t, hidden);
   }
 
@@ -471,10 +493,10 @@ Result<Tensor> ShardedDenseModel::forward(std::span<ShardedStep> batch, RankComm
   Tensor mine = local;
   if (local_vocab_ != vocab) {
     // Vocabulary split: gather [tp][rows][vocab / tp] and lay it out as [rows][vocab].
-    Tensor all = Tensor::empty({pc.tp, nrows, local_vocab_}, DType::kF32);
-    comms.tp->all_gather(local.data<float>(), nrows * local_vocab_, all.data<float>());
+    Tensor all = Tensor::empty({ffn.size(), nrows, local_vocab_}, DType::kF32);
+    ffn.all_gather(local.data<float>(), nrows * local_vocab_, all.data<float>());
     mine = Tensor::empty({nrows, vocab}, DType::kF32);
-    for (int j = 0; j < pc.tp; ++j)
+    for (int j = 0; j < ffn.size(); ++j)
       for (int64_t i = 0; i < nrows; ++i)
         std::memcpy(mine.data<float>() + i * vocab + j * local_vocab_,
                     all.data<float>() + (j * nrows + i) * local_vocab_,

@@ -18,6 +18,10 @@
 //    next travels) and merges the partial states by LSE. The KV stays where it was
 //    computed, so later chunks and decodes read it in place.
 //  - PP: layers split over stages; the residual stream goes stage to stage by send/recv.
+//  - Helix (--helix): attention as KVP × TPA (tp ≤ H, each rank projecting Q/K/V of
+//    its heads for every token), one all-to-all of partial states in the KVP group so
+//    each rank merges a share of the heads (helix_attention.h), then o_proj and the MLP
+//    as TP over all kvp·tp ranks (comms.helix) with the residual replicated on them.
 // The residual stream of a rank's tokens is replicated on its TP and KVP groups. The LM head is split
 // over the vocabulary when tp divides it (then all-gathered), else replicated.
 #pragma once

@@ -43,6 +43,14 @@ class Communicator {
   // until the matching message (FIFO per ordered pair) arrives; counts must match.
   virtual void send(const float* data, int64_t count, int peer) = 0;
   virtual void recv(float* data, int64_t count, int peer) = 0;
+  // send to `to` and receive from `from` as one step — what a ring hop needs: NCCL's
+  // point-to-point blocks a send until its recv is posted, so a ring of plain send-then-
+  // recv would deadlock there; NCCL groups the pair. Host ranks: send, then recv.
+  virtual void sendrecv(const float* send_data, int64_t send_count, int to, float* recv_data, int64_t recv_count,
+                        int from) {
+    send(send_data, send_count, to);
+    recv(recv_data, recv_count, from);
+  }
   virtual void barrier() = 0;
 };
 

@@ -8,6 +8,27 @@ namespace {
 
 std::string str(int64_t v) { return std::to_string(v); }
 
+// Helix's own rules (tp here is TPA, the attention head split). Checked after the
+// generic tp/head rules, so tp already divides Hq and H or is a multiple of H.
+Status validate_helix(const ParallelConfig& c, const LayoutModelDims& d) {
+  if (!c.helix) return Status::ok();
+  if (c.cp > 1)
+    return invalid_argument("--helix does not combine with --cp " + str(c.cp) +
+                            ": Helix runs every new token on all kvp·tp ranks, ring attention splits them");
+  if (c.dcp > 1)
+    return invalid_argument("--helix does not combine with --dcp " + str(c.dcp) +
+                            ": Helix shards the KV over --kvp and keeps tp (TPA) <= H, so no KV is "
+                            "replicated for DCP to shard");
+  if (d.num_kv_heads > 0 && c.tp > d.num_kv_heads)
+    return invalid_argument("--helix: --tp " + str(c.tp) + " (TPA, the attention head split) must not exceed the model's " +
+                            str(d.num_kv_heads) + " kv heads (Helix never replicates KV; add --kvp ranks instead)");
+  if (d.num_heads > 0 && c.kvp > d.num_heads / c.tp)
+    return invalid_argument("--helix: --kvp " + str(c.kvp) + " must not exceed the " + str(d.num_heads / c.tp) +
+                            " query heads of a TPA rank (Hq/tp; after the all-to-all each KVP rank merges "
+                            "and projects a share of them)");
+  return Status::ok();
+}
+
 }  // namespace
 
 int ProcessGroup::index_of(int global_rank) const {
@@ -37,6 +58,7 @@ Status ParallelLayout::validate(const ParallelConfig& c, const LayoutModelDims& 
   if (h > 0 && c.tp > h && c.tp % h != 0)
     return invalid_argument("--tp " + str(c.tp) + " must be a multiple of the model's " + str(h) +
                             " kv heads when tp > H (each kv head is replicated on tp/H ranks)");
+  LONGCTX_RETURN_IF_ERROR(validate_helix(c, d));
 
   if (c.tp % c.dcp != 0)
     return invalid_argument("--dcp " + str(c.dcp) + " must divide --tp " + str(c.tp) +
@@ -104,6 +126,7 @@ std::string ParallelLayout::to_string() const {
                   " kvp=" + str(cfg_.kvp) + " pp=" + str(cfg_.pp);
   if (cfg_.dcp > 1 && cfg_.dcp_interleave > 1) s += " dcp_interleave=" + str(cfg_.dcp_interleave);
   if (cfg_.kvp > 1) s += " kvp_shard_tokens=" + str(cfg_.kvp_shard_tokens);
+  if (cfg_.helix) s += " helix (ffn tp=" + str(helix_size()) + ")";
   return s;
 }
 
@@ -149,6 +172,19 @@ ProcessGroup ParallelLayout::pp_group(int rank) const {
   ProcessGroup g{"pp(tp=" + str(c.tp) + ",cp=" + str(c.cp) + ",kvp=" + str(c.kvp) + ")", {}};
   for (c.pp = 0; c.pp < cfg_.pp; ++c.pp) g.ranks.push_back(rank_of(c));
   return g;
+}
+
+ProcessGroup ParallelLayout::helix_group(int rank) const {
+  RankCoords c = coords(rank);
+  ProcessGroup g{"helix(cp=" + str(c.cp) + ",pp=" + str(c.pp) + ")", {}};
+  for (c.kvp = 0; c.kvp < cfg_.kvp; ++c.kvp)
+    for (c.tp = 0; c.tp < cfg_.tp; ++c.tp) g.ranks.push_back(rank_of(c));
+  return g;
+}
+
+int ParallelLayout::helix_index(int rank) const {
+  const RankCoords c = coords(rank);
+  return c.tp + cfg_.tp * c.kvp;
 }
 
 int64_t ParallelLayout::num_local_kv_heads() const {

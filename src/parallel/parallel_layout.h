@@ -25,6 +25,11 @@ struct ParallelConfig {
   int64_t kvp_shard_tokens = 0;  // --kvp-shard-tokens: tokens per KVP group; needed when kvp > 1
   int64_t block_size = 16;       // KV block size in tokens
   int world_size = 0;
+  // --helix: attention on kvp × tp ranks (KV sharded over KVP as above, heads over
+  // TPA = tp ≤ H), then the same kvp·tp ranks as one TP group for o_proj and the FFN.
+  // So `--helix --kvp K --tp T` is attention KVP = K × TPA = T and FFN TP = K·T; the
+  // world stays tp·pp·cp·kvp. See helix_group and docs/parallelism.md.
+  bool helix = false;
 };
 
 // What of the model the layout depends on. 0 = unknown (that rule is not checked).
@@ -70,6 +75,12 @@ class ParallelLayout {
   ProcessGroup kvp_group(
       int rank) const;                    // same tp, cp, pp: the ranks holding the same heads of other shards
   ProcessGroup pp_group(int rank) const;  // same tp, cp, kvp: stage 0 .. pp-1
+  // Helix: the kvp·tp ranks of one stage (same cp, pp), in rank order, so a rank's index
+  // in it is tp + tp·kvp. Attention runs per KVP/TPA group; o_proj and the FFN run
+  // Megatron-style over this whole group.
+  ProcessGroup helix_group(int rank) const;
+  int helix_size() const { return cfg_.tp * cfg_.kvp; }
+  int helix_index(int rank) const;
 
   // Heads. Query heads split evenly over tp; kv heads too when tp <= H, else each kv
   // head is replicated on tp/H consecutive ranks.
@@ -81,6 +92,14 @@ class ParallelLayout {
   // many copies of each token's K/V exist after DCP shards them: tp / (H · dcp), at least 1.
   int64_t kv_head_replication() const;
   int64_t kv_duplication() const;
+  // Helix: after the all-to-all over the KVP group, KVP rank k owns the merged output
+  // of the TPA rank's query heads [helix_first_head(k), helix_first_head(k + 1)) (local
+  // indices, 0 .. Hq/tp); shares differ by at most one head when kvp does not divide Hq/tp.
+  int64_t helix_first_head(int kvp_rank) const {
+    return split_point(num_local_q_heads(), cfg_.kvp, kvp_rank);
+  }
+  // Part i of `total` items split into `parts` shares differing by at most one: [p(i), p(i + 1)).
+  static int64_t split_point(int64_t total, int64_t parts, int64_t i) { return i * total / parts; }
 
   // Layers of pipeline stage `stage`: [begin, end), the first L % pp stages one larger.
   int64_t first_layer(int stage) const;

@@ -192,5 +192,66 @@ TEST(ParallelLayout, InvalidLayoutsNameTheRuleTheyBreak) {
       std::string::npos);
 }
 
+ParallelConfig helix(ParallelConfig c) {
+  c.helix = true;
+  return c;
+}
+
+// `--helix --kvp K --tp T`: attention KVP K × TPA T, then one TP group of K·T for the FFN.
+TEST(ParallelLayout, HelixGroupIsTheKvpTimesTpaRanksOfAStage) {
+  auto l = ParallelLayout::create(helix(cfg(2, 1, 2, 2)), kFixture);
+  ASSERT_TRUE(l.is_ok()) << l.status().to_string();
+  EXPECT_EQ(l->world_size(), 8);
+  EXPECT_EQ(l->helix_size(), 4);
+  EXPECT_EQ(l->to_string(), "tp=2 dcp=1 cp=1 kvp=2 pp=2 kvp_shard_tokens=64 helix (ffn tp=4)");
+  std::set<std::vector<int>> distinct;
+  for (int r = 0; r < l->world_size(); ++r) {
+    const ProcessGroup g = l->helix_group(r);
+    ASSERT_EQ(g.size(), 4) << g.name;
+    EXPECT_EQ(g.index_of(r), l->helix_index(r)) << g.name;
+    for (int m : g.ranks) EXPECT_EQ(l->coords(m).pp, l->coords(r).pp);
+    distinct.insert(g.ranks);
+  }
+  EXPECT_EQ(distinct, (std::set<std::vector<int>>{{0, 1, 2, 3}, {4, 5, 6, 7}}));
+  // The attention groups stay what they are: TPA = tp group, KVP = kvp group.
+  EXPECT_EQ(l->tp_group(2).ranks, (std::vector<int>{2, 3}));
+  EXPECT_EQ(l->kvp_group(1).ranks, (std::vector<int>{1, 3}));
+  EXPECT_EQ(l->kv_duplication(), 1);  // TPA <= H: Helix never replicates KV
+}
+
+TEST(ParallelLayout, HelixSplitsEachTpaRanksHeadsOverKvp) {
+  // tp 1: 4 query heads over kvp 3 → 1, 1, 2 (the shares differ by at most one).
+  auto l3 = ParallelLayout::create(helix(cfg(1, 1, 3)), kFixture);
+  ASSERT_TRUE(l3.is_ok());
+  std::vector<int64_t> bounds;
+  for (int k = 0; k <= 3; ++k) bounds.push_back(l3->helix_first_head(k));
+  EXPECT_EQ(bounds, (std::vector<int64_t>{0, 1, 2, 4}));
+  // tp 2: each TPA rank's 2 heads over kvp 2 → 1 each.
+  auto l2 = ParallelLayout::create(helix(cfg(2, 1, 2)), kFixture);
+  ASSERT_TRUE(l2.is_ok());
+  EXPECT_EQ(l2->helix_first_head(1), 1);
+  EXPECT_EQ(l2->helix_first_head(2), 2);
+  EXPECT_EQ(ParallelLayout::split_point(160, 3, 1), 53);
+  EXPECT_EQ(ParallelLayout::split_point(160, 3, 3), 160);
+}
+
+TEST(ParallelLayout, InvalidHelixLayoutsNameTheRuleTheyBreak) {
+  EXPECT_NE(rejection(helix(cfg(2, 1, 2, 1, 2))).find("--helix does not combine with --cp 2"), std::string::npos);
+  EXPECT_NE(rejection(helix(cfg(4, 2, 2))).find("--helix does not combine with --dcp 2"), std::string::npos);
+  EXPECT_NE(rejection(helix(cfg(4, 1, 2))).find("--helix: --tp 4 (TPA, the attention head split) must not exceed "
+                                                "the model's 2 kv heads"),
+            std::string::npos);
+  EXPECT_NE(rejection(helix(cfg(2, 1, 3))).find("--helix: --kvp 3 must not exceed the 2 query heads of a TPA rank"),
+            std::string::npos);
+  // The generic rules still hold: tp divides the heads, kvp needs whole-block shards.
+  EXPECT_NE(rejection(helix(cfg(3, 1, 2))).find("--tp 3 must divide the model's 4 query heads"), std::string::npos);
+  ParallelConfig small = helix(cfg(1, 1, 2));
+  small.kvp_shard_tokens = 8;
+  EXPECT_NE(rejection(small).find("--kvp-shard-tokens 8 is smaller than a KV block"), std::string::npos);
+  ParallelConfig world = helix(cfg(2, 1, 2));
+  world.world_size = 2;
+  EXPECT_NE(rejection(world).find("world size 2 does not match tp·pp·cp·kvp"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace longctx

@@ -192,6 +192,12 @@ ParallelConfig layout_of(int tp, int dcp = 1, int kvp = 1, int pp = 1, int64_t k
   return c;
 }
 
+// Helix: attention KVP = kvp × TPA = tp, then o_proj and the FFN as TP over kvp·tp.
+ParallelConfig helix(ParallelConfig c) {
+  c.helix = true;
+  return c;
+}
+
 void expect_matches_reference(const Model& m, const std::string& name, const ParallelConfig& pc,
                               const Golden& g, int64_t chunk = 0) {
   const std::string what = name + " [" + ParallelLayout::create(pc, m.dims())->to_string() + "] prompt of " +
@@ -234,6 +240,15 @@ std::vector<LayoutCase> layout_table() {
       {"cp2_kvp2", layout_of(1, 1, 2, 1, 16, 1, 2)},
       {"tp2_cp2_pp2", layout_of(2, 1, 1, 2, 0, 1, 2)},
       {"tp4_dcp2_cp2_kvp2_pp2", layout_of(4, 2, 2, 2, 32, 1, 2)},
+      // Helix: heads after the all-to-all 2|2 (kvp2), 1|1 per TPA rank (kvp2·tpa2),
+      // 1|1|2 with an uneven 53|53|54 FFN split and a replicated LM head (kvp3), 1 each (kvp4).
+      {"helix_tpa2", helix(layout_of(2))},
+      {"helix_kvp2", helix(layout_of(1, 1, 2, 1, 64))},
+      {"helix_kvp2_tpa2", helix(layout_of(2, 1, 2, 1, 16))},
+      {"helix_kvp3", helix(layout_of(1, 1, 3, 1, 16))},
+      {"helix_kvp4", helix(layout_of(1, 1, 4, 1, 32))},
+      {"helix_kvp2_tpa2_pp2", helix(layout_of(2, 1, 2, 2, 32))},
+      {"helix_kvp3_pp2", helix(layout_of(1, 1, 3, 2, 16))},
   };
 }
 
@@ -270,7 +285,8 @@ TEST_P(ShardedFixtureTest, LongPromptOnRepresentativeLayouts) {
   ASSERT_GE(g.ids.size(), 2000u);
   for (const ParallelConfig& pc :
        {layout_of(4, 2), layout_of(2, 1, 3, 1, 704), layout_of(4, 2, 2, 2, 1024, 16),
-        layout_of(1, 1, 1, 1, 0, 1, 4), layout_of(4, 2, 1, 1, 0, 1, 2)})
+        layout_of(1, 1, 1, 1, 0, 1, 4), layout_of(4, 2, 1, 1, 0, 1, 2), helix(layout_of(2, 1, 2, 1, 1056)),
+        helix(layout_of(1, 1, 3, 2, 704))})
     expect_matches_reference(m, GetParam(), pc, g);
 }
 
@@ -284,6 +300,8 @@ TEST_P(ShardedFixtureTest, ChunkedPrefillOverShardedPrefix) {
     expect_matches_reference(m, GetParam(), layout_of(2, 1, 1, 1, 0, 1, 2), g,
                              64);  // ring over a sharded prefix
     expect_matches_reference(m, GetParam(), layout_of(4, 2, 2, 1, 64, 1, 2), g, 7);
+    expect_matches_reference(m, GetParam(), helix(layout_of(2, 1, 2, 1, 64)), g, 7);
+    expect_matches_reference(m, GetParam(), helix(layout_of(1, 1, 3, 1, 32)), g, 64);
   }
 }
 
@@ -305,7 +323,8 @@ TEST(ShardedKV, PerRankBlocksAreAShareOfTheSingleRankCount) {
   for (const Case& c :
        {Case{layout_of(4, 2), 2}, Case{layout_of(4, 2, 1, 1, 0, 16), 2}, Case{layout_of(1, 1, 3, 1, 704), 3},
         Case{layout_of(4, 2, 3, 1, 704), 6}, Case{layout_of(1, 1, 1, 1, 0, 1, 2), 2},
-        Case{layout_of(1, 1, 1, 1, 0, 1, 4), 4}, Case{layout_of(4, 2, 1, 1, 0, 1, 2), 4}}) {
+        Case{layout_of(1, 1, 1, 1, 0, 1, 4), 4}, Case{layout_of(4, 2, 1, 1, 0, 1, 2), 4},
+        Case{helix(layout_of(2, 1, 2, 1, 1056)), 2}, Case{helix(layout_of(1, 1, 3, 1, 704)), 3}}) {
     ParallelConfig pc = c.cfg;
     const ShardedRun run = run_sharded(m, pc, g);
     auto layout = ParallelLayout::create(pc, m.dims()).value();
@@ -362,6 +381,62 @@ TEST(ShardedBatch, PrefillAndDecodeOfDifferentRequestsInOneStep) {
   EXPECT_EQ(got[0].size(1), vocab);
 }
 
+// The 2100-token prompt batched with other requests: prefilled beside a short prompt,
+// then decoded beside that prompt's decode and a third request's whole prefill. Under
+// Helix the short requests' tokens all sit on KVP rank 0 (shard 704/1056 tokens), so the
+// other KVP ranks merge an empty shard for them.
+TEST(ShardedBatch, LongPromptBatchedWithOtherRequests) {
+  const Model& m = fixture("qwen2_bias_tied");
+  const Golden& lg = longest(m);
+  const Golden* a = nullptr;
+  const Golden* b = nullptr;
+  for (const Golden& g : m.goldens) {
+    if (g.ids.size() == 33) a = &g;
+    if (g.ids.size() == 300) b = &g;
+  }
+  ASSERT_TRUE(a && b);
+  ASSERT_GE(lg.ids.size(), 2000u);
+  const int64_t vocab = m.cfg.vocab_size;
+  const auto last = [](const Golden& g) { return static_cast<int64_t>(g.ids.size()) - 1; };
+  for (const ParallelConfig& pc : {helix(layout_of(2, 1, 2, 1, 1056)), helix(layout_of(1, 1, 3, 1, 704)),
+                                   layout_of(4, 2, 2, 1, 1056)}) {
+    auto layout = ParallelLayout::create(pc, m.dims()).value();
+    HostWorld world(layout.world_size());
+    std::vector<Tensor> first(static_cast<size_t>(layout.world_size())), second(first.size());
+    const Status st = run_on_ranks(world, [&](int r) -> Status {
+      LONGCTX_ASSIGN_OR_RETURN(ShardedDenseModel model, ShardedDenseModel::shard(m.cfg, m.weights, layout, r));
+      RankCommunicators comms = RankCommunicators::host(world, layout, r);
+      ShardedSequenceKV kvl = model.new_kv(2200), kva = model.new_kv(64), kvb = model.new_kv(320);
+      std::vector<ShardedStep> prefill{{lg.ids, &kvl, {last(lg)}}, {a->ids, &kva, {last(*a)}}};
+      LONGCTX_ASSIGN_OR_RETURN(first[size_t(r)], model.forward(prefill, comms));
+      const int32_t next_a[1] = {a->greedy[0]}, next_l[1] = {lg.greedy[0]};
+      std::vector<ShardedStep> mixed{{next_a, &kva, {0}}, {next_l, &kvl, {0}}, {b->ids, &kvb, {last(*b)}}};
+      LONGCTX_ASSIGN_OR_RETURN(second[size_t(r)], model.forward(mixed, comms));
+      return Status::ok();
+    });
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    const std::string what = layout.to_string();
+    const auto row = [](const Tensor& t, int64_t i) { return t.slice(0, i, i + 1).clone(); };
+    const Trace &rl = m.reference.at(lg.ids.size()), &ra = m.reference.at(a->ids.size()),
+                &rb = m.reference.at(b->ids.size());
+    ASSERT_EQ(first[0].size(0), 2);
+    ASSERT_EQ(second[0].size(0), 3);
+    EXPECT_EQ(first[0].size(1), vocab);
+    EXPECT_LE(relative_error(row(first[0], 0), row(rl.step_logits, 0)), kTolerance) << what;
+    EXPECT_LE(relative_error(row(first[0], 1), row(ra.step_logits, 0)), kTolerance) << what;
+    EXPECT_LE(relative_error(row(second[0], 0), row(ra.step_logits, 1)), kTolerance) << what;
+    EXPECT_LE(relative_error(row(second[0], 1), row(rl.step_logits, 1)), kTolerance) << what;
+    EXPECT_LE(relative_error(row(second[0], 2), row(rb.step_logits, 0)), kTolerance) << what;
+    // The greedy tokens of transformers follow from these logits.
+    EXPECT_EQ(cpu::argmax(second[0].data<float>() + 1 * vocab, vocab), lg.greedy[1]) << what;
+    EXPECT_EQ(cpu::argmax(second[0].data<float>(), vocab), a->greedy[1]) << what;
+    for (size_t r = 1; r < first.size(); ++r) {
+      EXPECT_TRUE(bitwise_equal(first[r], first[0])) << what << " rank " << r;
+      EXPECT_TRUE(bitwise_equal(second[r], second[0])) << what << " rank " << r;
+    }
+  }
+}
+
 TEST(ShardedErrors, BadTokenIsRejectedOnEveryRankAndNothingIsWritten) {
   const Model& m = fixture("llama_gqa");
   auto layout = ParallelLayout::create(layout_of(4, 2), m.dims()).value();
@@ -379,6 +454,24 @@ TEST(ShardedErrors, BadTokenIsRejectedOnEveryRankAndNothingIsWritten) {
   ASSERT_FALSE(st.is_ok());
   EXPECT_EQ(st.code(), StatusCode::kInvalidArgument);
   EXPECT_NE(st.message().find("token id 512 at index 1"), std::string::npos) << st.message();
+}
+
+TEST(ShardedErrors, HelixWithoutItsCommunicatorIsRefused) {
+  const Model& m = fixture("llama_gqa");
+  auto layout = ParallelLayout::create(helix(layout_of(1)), m.dims()).value();
+  HostWorld world(1);
+  auto model = ShardedDenseModel::shard(m.cfg, m.weights, layout, 0);
+  ASSERT_TRUE(model.is_ok()) << model.status().to_string();
+  RankCommunicators comms = RankCommunicators::host(world, layout, 0);
+  ASSERT_NE(comms.helix, nullptr);
+  comms.helix.reset();
+  ShardedSequenceKV kv = model->new_kv(8);
+  const std::vector<int32_t> ids{5, 6};
+  const std::vector<int64_t> rows{1};
+  auto out = model->forward(ids, kv, rows, comms);
+  ASSERT_FALSE(out.is_ok());
+  EXPECT_NE(out.status().message().find("no helix communicator"), std::string::npos) << out.status().message();
+  EXPECT_EQ(kv.num_tokens(), 0);
 }
 
 TEST(ShardedErrors, LayoutBuiltForAnotherModelIsRefused) {
