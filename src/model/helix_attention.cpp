@@ -39,8 +39,8 @@ Tensor helix_exchange(const ParallelLayout& layout, int kvp_rank, const float* o
   std::memcpy(out_lse.data<float>(), recv.data<float>() + o_part, static_cast<size_t>(rows) * sizeof(float));
   for (int j = 1; j < members; ++j) {
     const float* src = recv.data<float>() + j * chunk;
-    cpu::merge_attention_states(out.data<float>(), out_lse.data<float>(), src, src + o_part, out.data<float>(),
-                                out_lse.data<float>(), rows, d);
+    cpu::merge_attention_states(out.data<float>(), out_lse.data<float>(), src, src + o_part,
+                                out.data<float>(), out_lse.data<float>(), rows, d);
   }
   return out;
 }

@@ -102,7 +102,8 @@ Result<ShardedDenseModel> ShardedDenseModel::shard(const ModelConfig& cfg, const
     w.final_norm = full.final_norm;
     if (cfg.vocab_size % ffn_parts == 0) {
       local_vocab = cfg.vocab_size / ffn_parts;
-      w.lm_head = full.lm_head.slice(0, ffn_index * local_vocab, (ffn_index + 1) * local_vocab);  // rows: a view
+      // rows: a view
+      w.lm_head = full.lm_head.slice(0, ffn_index * local_vocab, (ffn_index + 1) * local_vocab);
     } else {
       w.lm_head = full.lm_head;
     }
@@ -354,7 +355,8 @@ void ShardedDenseModel::attention_block(int64_t layer, const float* normed, cons
   if (layout_.config().helix) {
     // Helix: keep only this rank's share of the heads, merged over every KV shard; the
     // o_proj below takes just those heads' columns (a row-parallel split over kvp·tp).
-    if (kvp > 1) mo = helix_exchange(layout_, coords_.kvp, mo.data<float>(), ml.data<float>(), t, d, *comms.kvp);
+    if (kvp > 1)
+      mo = helix_exchange(layout_, coords_.kvp, mo.data<float>(), ml.data<float>(), t, d, *comms.kvp);
   } else if (kvp > 1) {
     // KVP: every group holds these heads for another shard of the tokens; gather the
     // partial states and merge them in group order (the same result on every member).

@@ -20,12 +20,15 @@ Status validate_helix(const ParallelConfig& c, const LayoutModelDims& d) {
                             ": Helix shards the KV over --kvp and keeps tp (TPA) <= H, so no KV is "
                             "replicated for DCP to shard");
   if (d.num_kv_heads > 0 && c.tp > d.num_kv_heads)
-    return invalid_argument("--helix: --tp " + str(c.tp) + " (TPA, the attention head split) must not exceed the model's " +
-                            str(d.num_kv_heads) + " kv heads (Helix never replicates KV; add --kvp ranks instead)");
+    return invalid_argument("--helix: --tp " + str(c.tp) +
+                            " (TPA, the attention head split) must not exceed the model's " +
+                            str(d.num_kv_heads) +
+                            " kv heads (Helix never replicates KV; add --kvp ranks instead)");
   if (d.num_heads > 0 && c.kvp > d.num_heads / c.tp)
-    return invalid_argument("--helix: --kvp " + str(c.kvp) + " must not exceed the " + str(d.num_heads / c.tp) +
-                            " query heads of a TPA rank (Hq/tp; after the all-to-all each KVP rank merges "
-                            "and projects a share of them)");
+    return invalid_argument("--helix: --kvp " + str(c.kvp) + " must not exceed the " +
+                            str(d.num_heads / c.tp) +
+                            " query heads of a TPA rank (Hq/tp; after the all-to-all each KVP rank "
+                            "merges and projects a share of them)");
   return Status::ok();
 }
 

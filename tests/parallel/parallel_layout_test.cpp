@@ -236,21 +236,23 @@ TEST(ParallelLayout, HelixSplitsEachTpaRanksHeadsOverKvp) {
 }
 
 TEST(ParallelLayout, InvalidHelixLayoutsNameTheRuleTheyBreak) {
-  EXPECT_NE(rejection(helix(cfg(2, 1, 2, 1, 2))).find("--helix does not combine with --cp 2"), std::string::npos);
-  EXPECT_NE(rejection(helix(cfg(4, 2, 2))).find("--helix does not combine with --dcp 2"), std::string::npos);
-  EXPECT_NE(rejection(helix(cfg(4, 1, 2))).find("--helix: --tp 4 (TPA, the attention head split) must not exceed "
-                                                "the model's 2 kv heads"),
-            std::string::npos);
-  EXPECT_NE(rejection(helix(cfg(2, 1, 3))).find("--helix: --kvp 3 must not exceed the 2 query heads of a TPA rank"),
-            std::string::npos);
+  const auto says = [](const ParallelConfig& c, const std::string& rule) {
+    const std::string message = rejection(c);
+    EXPECT_NE(message.find(rule), std::string::npos) << message;
+  };
+  says(helix(cfg(2, 1, 2, 1, 2)), "--helix does not combine with --cp 2");
+  says(helix(cfg(4, 2, 2)), "--helix does not combine with --dcp 2");
+  says(helix(cfg(4, 1, 2)),
+       "--helix: --tp 4 (TPA, the attention head split) must not exceed the model's 2 kv heads");
+  says(helix(cfg(2, 1, 3)), "--helix: --kvp 3 must not exceed the 2 query heads of a TPA rank");
   // The generic rules still hold: tp divides the heads, kvp needs whole-block shards.
-  EXPECT_NE(rejection(helix(cfg(3, 1, 2))).find("--tp 3 must divide the model's 4 query heads"), std::string::npos);
+  says(helix(cfg(3, 1, 2)), "--tp 3 must divide the model's 4 query heads");
   ParallelConfig small = helix(cfg(1, 1, 2));
   small.kvp_shard_tokens = 8;
-  EXPECT_NE(rejection(small).find("--kvp-shard-tokens 8 is smaller than a KV block"), std::string::npos);
+  says(small, "--kvp-shard-tokens 8 is smaller than a KV block");
   ParallelConfig world = helix(cfg(2, 1, 2));
   world.world_size = 2;
-  EXPECT_NE(rejection(world).find("world size 2 does not match tp·pp·cp·kvp"), std::string::npos);
+  says(world, "world size 2 does not match tp·pp·cp·kvp");
 }
 
 }  // namespace

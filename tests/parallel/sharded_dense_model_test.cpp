@@ -404,7 +404,8 @@ TEST(ShardedBatch, LongPromptBatchedWithOtherRequests) {
     HostWorld world(layout.world_size());
     std::vector<Tensor> first(static_cast<size_t>(layout.world_size())), second(first.size());
     const Status st = run_on_ranks(world, [&](int r) -> Status {
-      LONGCTX_ASSIGN_OR_RETURN(ShardedDenseModel model, ShardedDenseModel::shard(m.cfg, m.weights, layout, r));
+      LONGCTX_ASSIGN_OR_RETURN(ShardedDenseModel model,
+                               ShardedDenseModel::shard(m.cfg, m.weights, layout, r));
       RankCommunicators comms = RankCommunicators::host(world, layout, r);
       ShardedSequenceKV kvl = model.new_kv(2200), kva = model.new_kv(64), kvb = model.new_kv(320);
       std::vector<ShardedStep> prefill{{lg.ids, &kvl, {last(lg)}}, {a->ids, &kva, {last(*a)}}};
@@ -470,7 +471,8 @@ TEST(ShardedErrors, HelixWithoutItsCommunicatorIsRefused) {
   const std::vector<int64_t> rows{1};
   auto out = model->forward(ids, kv, rows, comms);
   ASSERT_FALSE(out.is_ok());
-  EXPECT_NE(out.status().message().find("no helix communicator"), std::string::npos) << out.status().message();
+  EXPECT_NE(out.status().message().find("no helix communicator"), std::string::npos)
+      << out.status().message();
   EXPECT_EQ(kv.num_tokens(), 0);
 }
 
