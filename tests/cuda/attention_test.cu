@@ -220,7 +220,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionTest,
                              AttnCase{"MixedStep", 16, 4, 128, 16, {300, 45, 1000, 12}, {1, 45, 33, 0}},
                              // Not causal (every key visible), prefill and decode shapes.
                              AttnCase{"NonCausalChunk", 8, 2, 64, 16, {300}, {40}, false},
-                             AttnCase{"NonCausalDecode", 8, 2, 128, 16, {301, 5}, ones(2), false}),
+                             AttnCase{"NonCausalDecode", 8, 2, 128, 16, {301, 5}, ones(2), false},
+                             // head_dim 16 and 32 (the test models: rows of 2 and 4 chunks in shared memory).
+                             AttnCase{"PrefillGqa4x2D16Block5", 4, 2, 16, 5, {300, 33}, {300, 33}},
+                             AttnCase{"PrefixChunkD32", 8, 4, 32, 16, {300, 90}, {37, 90}},
+                             AttnCase{"DecodeD16ForcedSplit", 4, 2, 16, 16, {1000, 65, 3}, ones(3), true, 64},
+                             AttnCase{"DecodeD32", 8, 4, 32, 16, {2100, 5}, ones(2)}),
                          [](const ::testing::TestParamInfo<AttnCase>& i) { return i.param.name; });
 
 // The split property of DESIGN.md §3: attention over keys [0, a) and over [a, ctx), merged by

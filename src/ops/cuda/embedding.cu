@@ -25,7 +25,23 @@ __global__ void embedding_kernel(const int32_t* ids, const __nv_bfloat16* table,
   }
 }
 
+__global__ void embedding_f32_kernel(const int32_t* ids, const __nv_bfloat16* table, int64_t vocab, int64_t dim,
+                                     float* out) {
+  const int64_t t = blockIdx.x;
+  const int64_t id = ids[t];
+  const bool ok = id >= 0 && id < vocab;
+  for (int64_t i = threadIdx.x; i < dim; i += blockDim.x)
+    out[t * dim + i] = ok ? __bfloat162float(table[id * dim + i]) : 0.0f;
+}
+
 }  // namespace
+
+cudaError_t embedding_f32(const int32_t* ids, int64_t num_tokens, const __nv_bfloat16* table, int64_t vocab,
+                          int64_t dim, float* out, cudaStream_t stream) {
+  if (num_tokens <= 0 || dim <= 0) return cudaSuccess;
+  embedding_f32_kernel<<<static_cast<unsigned>(num_tokens), 256, 0, stream>>>(ids, table, vocab, dim, out);
+  return cudaGetLastError();
+}
 
 cudaError_t embedding(const int32_t* ids, int64_t num_tokens, const __nv_bfloat16* table, int64_t vocab,
                       int64_t dim, __nv_bfloat16* out, cudaStream_t stream) {

@@ -85,9 +85,12 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
 // Element offset of 16-byte chunk c of row r in a [rows][D] bf16 tile. XOR-swizzling the
 // chunk with r mod 8 puts the 8 row addresses of one ldmatrix in 8 different bank groups
 // (rows are 128 or 256 bytes: without it all 8 hit the same banks, an 8-way conflict).
+// Rows of fewer than 8 chunks (d 16, 32: the test models) XOR with r mod chunks, which
+// keeps every chunk inside its row; those rows span few banks anyway.
 template <int D>
 __device__ __forceinline__ int swz(int r, int c) {
-  return r * D + ((c ^ (r & 7)) << 3);
+  constexpr int kMask = D / 8 >= 8 ? 7 : D / 8 - 1;
+  return r * D + ((c ^ (r & kMask)) << 3);
 }
 
 // One thread block = (row tile, kv head, sequence × split). WM warps along the query rows
@@ -427,7 +430,9 @@ __global__ void merge_splits_kernel(const float* ws_o, const float* ws_lse, int 
   for (int s = lane; s < num_splits; s += 32) mx = fmaxf(mx, ws_lse[s * total_rows + R]);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-  constexpr int E = D / 32;  // elements per lane
+  // Elements per lane: D/32, but at least a bf16 pair (d 16 and 32 leave lanes idle).
+  constexpr int E = D >= 64 ? D / 32 : 2;
+  const bool active = lane * E < D;
   float acc[E] = {};
   float sum = 0.0f;
   if (mx != -INFINITY) {
@@ -436,16 +441,19 @@ __global__ void merge_splits_kernel(const float* ws_o, const float* ws_lse, int 
       if (l == -INFINITY) continue;  // its o is not read (never written as a real value)
       const float w = __expf(l - mx);
       sum += w;
+      if (!active) continue;
       const float* o = ws_o + (s * total_rows + R) * D + lane * E;
 #pragma unroll
       for (int e = 0; e < E; ++e) acc[e] += w * o[e];
     }
   }
   const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+  if (active) {
 #pragma unroll
-  for (int e = 0; e < E; e += 2)
-    *reinterpret_cast<__nv_bfloat162*>(out + R * D + lane * E + e) =
-        __floats2bfloat162_rn(acc[e] * inv, acc[e + 1] * inv);
+    for (int e = 0; e < E; e += 2)
+      *reinterpret_cast<__nv_bfloat162*>(out + R * D + lane * E + e) =
+          __floats2bfloat162_rn(acc[e] * inv, acc[e + 1] * inv);
+  }
   if (lane == 0 && lse_out) lse_out[R] = sum > 0.0f ? mx + __logf(sum) : -INFINITY;
 }
 
@@ -495,8 +503,8 @@ void validate(const PagedAttentionParams& p) {
   if (p.num_kv_heads <= 0 || p.num_q_heads <= 0 || p.num_q_heads % p.num_kv_heads != 0)
     fail("num_q_heads " + std::to_string(p.num_q_heads) + " must be a positive multiple of num_kv_heads " +
          std::to_string(p.num_kv_heads));
-  if (p.head_dim != 64 && p.head_dim != 128)
-    fail("head_dim " + std::to_string(p.head_dim) + " must be 64 or 128");
+  if (p.head_dim != 16 && p.head_dim != 32 && p.head_dim != 64 && p.head_dim != 128)
+    fail("head_dim " + std::to_string(p.head_dim) + " must be 16, 32, 64 or 128");
   if (p.block_size < 1) fail("block_size must be >= 1");
   const int64_t qs = p.q_stride ? p.q_stride : p.num_q_heads * p.head_dim;
   if (qs % 8 != 0) fail("q_stride must be a multiple of 8 (16-byte rows)");
@@ -514,6 +522,20 @@ cudaError_t launch(const KernelParams& kp, const Plan& pl, int num_seqs, int num
   const dim3 grid(static_cast<unsigned>(pl.m_blocks), static_cast<unsigned>(num_kv_heads),
                   static_cast<unsigned>(num_seqs * pl.num_splits));
   kernel<<<grid, 32 * WM * WN, smem, stream>>>(kp);
+  return cudaGetLastError();
+}
+
+// The attention kernel in the decode or prefill shape, then (when the keys were split)
+// the merge of the partitions.
+template <int D>
+cudaError_t launch_d(const KernelParams& kp, const Plan& pl, int ns, int hkv, cudaStream_t stream) {
+  cudaError_t e = pl.decode ? launch<D, 1, 4, 1>(kp, pl, ns, hkv, stream)
+                            : launch<D, 4, 1, kPrefillMT>(kp, pl, ns, hkv, stream);
+  if (e != cudaSuccess || pl.num_splits <= 1) return e;
+  constexpr int kWarps = 8;
+  const unsigned grid = static_cast<unsigned>((kp.total_rows + kWarps - 1) / kWarps);
+  merge_splits_kernel<D>
+      <<<grid, kWarps * 32, 0, stream>>>(kp.ws_o, kp.ws_lse, pl.num_splits, kp.total_rows, kp.out, kp.lse);
   return cudaGetLastError();
 }
 
@@ -566,23 +588,14 @@ cudaError_t paged_attention(const PagedAttentionParams& p, int64_t total_q, cuda
     kp.ws_lse = reinterpret_cast<float*>(static_cast<unsigned char*>(p.workspace) + o_bytes);
   }
   const int ns = static_cast<int>(p.num_seqs), hkv = static_cast<int>(p.num_kv_heads);
-  cudaError_t e;
-  if (p.head_dim == 64)
-    e = pl.decode ? launch<64, 1, 4, 1>(kp, pl, ns, hkv, stream)
-                  : launch<64, 4, 1, kPrefillMT>(kp, pl, ns, hkv, stream);
-  else
-    e = pl.decode ? launch<128, 1, 4, 1>(kp, pl, ns, hkv, stream)
-                  : launch<128, 4, 1, kPrefillMT>(kp, pl, ns, hkv, stream);
-  if (e != cudaSuccess || pl.num_splits <= 1) return e;
-  constexpr int kWarps = 8;
-  const unsigned grid = static_cast<unsigned>((kp.total_rows + kWarps - 1) / kWarps);
-  if (p.head_dim == 64)
-    merge_splits_kernel<64>
-        <<<grid, kWarps * 32, 0, stream>>>(kp.ws_o, kp.ws_lse, pl.num_splits, kp.total_rows, p.out, p.lse);
-  else
-    merge_splits_kernel<128>
-        <<<grid, kWarps * 32, 0, stream>>>(kp.ws_o, kp.ws_lse, pl.num_splits, kp.total_rows, p.out, p.lse);
-  return cudaGetLastError();
+  cudaError_t e = cudaSuccess;
+  switch (p.head_dim) {
+    case 16: e = launch_d<16>(kp, pl, ns, hkv, stream); break;
+    case 32: e = launch_d<32>(kp, pl, ns, hkv, stream); break;
+    case 64: e = launch_d<64>(kp, pl, ns, hkv, stream); break;
+    default: e = launch_d<128>(kp, pl, ns, hkv, stream); break;
+  }
+  return e;
 }
 
 }  // namespace longctx::cuda

@@ -44,7 +44,7 @@ struct PagedAttentionParams {
   // Host-side bounds that size the grid (as vLLM's max_seqlen_q/k): the largest num_q and
   // context_len of the batch. max_num_q == 1 picks the decode shape.
   int64_t max_num_q = 0, max_context_len = 0;
-  // GQA/MQA: q head h uses kv head h / (Hq/Hkv). head_dim 64 or 128.
+  // GQA/MQA: q head h uses kv head h / (Hq/Hkv). head_dim 16, 32, 64 or 128.
   int64_t num_q_heads = 0, num_kv_heads = 0, head_dim = 0;
   float scale = 0;  // 0 = 1/sqrt(head_dim)
   // Query i of sequence s sits at position context_lens[s] − num_q(s) + i; the key at
