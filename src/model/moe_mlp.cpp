@@ -25,6 +25,8 @@ std::vector<int64_t> top_k(const std::vector<double>& score, int64_t k) {
   return order;
 }
 
+}  // namespace
+
 // One token's experts and their weights.
 //  - softmax routing (Mixtral, Qwen3-MoE): softmax over experts, top k, renormalised
 //    over the k when norm_topk_prob (always for Mixtral);
@@ -84,8 +86,6 @@ void expert_mlp(const ExpertWeights& ew, const float* x, int64_t m, std::vector<
   out.resize(static_cast<size_t>(m * ew.down.size(0)));
   weight_linear(act.data(), m, ew.down, out.data());
 }
-
-}  // namespace
 
 void moe_mlp_forward(const ModelConfig& cfg, const DenseLayerWeights& lw, const float* normed, int64_t t,
                      float* residual) {

@@ -1,6 +1,8 @@
 #include "model/sharded_dense_model.h"
 
 #include "model/helix_attention.h"
+#include "model/sharded_mla_attention.h"
+#include "model/sharded_moe_mlp.h"
 #include "model/weight_linear.h"
 
 #include <algorithm>
@@ -60,11 +62,16 @@ ShardedDenseModel::ShardedDenseModel(ModelConfig cfg, ParallelLayout layout, int
 
 Result<ShardedDenseModel> ShardedDenseModel::shard(const ModelConfig& cfg, const DenseWeights& full,
                                                    const ParallelLayout& layout, int rank) {
-  if (cfg.is_moe() || cfg.is_mla())
-    return unimplemented(std::string("ShardedDenseModel: ") + architecture_name(cfg.arch) +
-                         " is not a dense Llama-family architecture");
   const ParallelConfig& pc = layout.config();
-  if (layout.dims().num_heads != cfg.num_heads || layout.dims().num_kv_heads != cfg.num_kv_heads ||
+  if (cfg.is_mla() && (pc.cp > 1 || pc.helix))
+    return unimplemented(std::string("ShardedDenseModel: MLA (") + architecture_name(cfg.arch) +
+                         ") under " + (pc.helix ? "--helix" : "--cp") + " is not implemented yet");
+  if (pc.ep > 1 && !cfg.is_moe())
+    return invalid_argument("--ep " + std::to_string(pc.ep) + " needs a mixture-of-experts model; " +
+                            architecture_name(cfg.arch) + " has no routed experts");
+  // MLA caches one latent per token: one "kv head" for the layout (mla_layout_dims).
+  const int64_t layout_kv_heads = cfg.is_mla() ? 1 : cfg.num_kv_heads;
+  if (layout.dims().num_heads != cfg.num_heads || layout.dims().num_kv_heads != layout_kv_heads ||
       layout.dims().num_layers != cfg.num_layers)
     return invalid_argument("ShardedDenseModel: the layout (" + layout.to_string() +
                             ") was built for other head/layer counts than the model's");
@@ -115,20 +122,29 @@ Result<ShardedDenseModel> ShardedDenseModel::shard(const ModelConfig& cfg, const
     lw.post_attention_norm = f.post_attention_norm;
     lw.q_norm = f.q_norm;
     lw.k_norm = f.k_norm;
-    lw.qkv = concat_rows({{&f.qkv, q0, q1},
-                          {&f.qkv, q_width + k0, q_width + k1},
-                          {&f.qkv, q_width + kv_width + k0, q_width + kv_width + k1}});
-    if (defined_nonempty(f.qkv_bias))
-      lw.qkv_bias = concat_rows({{&f.qkv_bias, q0, q1},
-                                 {&f.qkv_bias, q_width + k0, q_width + k1},
-                                 {&f.qkv_bias, q_width + kv_width + k0, q_width + kv_width + k1}});
-    lw.o_proj = columns(f.o_proj, o0, o1);
+    if (cfg.is_mla()) {
+      LONGCTX_RETURN_IF_ERROR(shard_mla_layer(cfg, f, layout, rank, lw));  // sharded_mla_attention.h
+    } else {
+      lw.qkv = concat_rows({{&f.qkv, q0, q1},
+                            {&f.qkv, q_width + k0, q_width + k1},
+                            {&f.qkv, q_width + kv_width + k0, q_width + kv_width + k1}});
+      if (defined_nonempty(f.qkv_bias))
+        lw.qkv_bias = concat_rows({{&f.qkv_bias, q0, q1},
+                                   {&f.qkv_bias, q_width + k0, q_width + k1},
+                                   {&f.qkv_bias, q_width + kv_width + k0, q_width + kv_width + k1}});
+      lw.o_proj = columns(f.o_proj, o0, o1);
+    }
     lw.o_bias = f.o_bias;  // added once, after the all-reduce
-    lw.gate_up = concat_rows({{&f.gate_up, c0, c0 + ic}, {&f.gate_up, inter + c0, inter + c0 + ic}});
-    if (defined_nonempty(f.gate_up_bias))
-      lw.gate_up_bias =
-          concat_rows({{&f.gate_up_bias, c0, c0 + ic}, {&f.gate_up_bias, inter + c0, inter + c0 + ic}});
-    lw.down = columns(f.down, c0, c0 + ic);
+    if (f.is_moe()) {
+      // Routed experts: TP-split or EP-partitioned (sharded_moe_mlp.h).
+      LONGCTX_RETURN_IF_ERROR(shard_moe_layer(cfg, f, layout, rank, ffn_parts, ffn_index, lw));
+    } else {
+      lw.gate_up = concat_rows({{&f.gate_up, c0, c0 + ic}, {&f.gate_up, inter + c0, inter + c0 + ic}});
+      if (defined_nonempty(f.gate_up_bias))
+        lw.gate_up_bias =
+            concat_rows({{&f.gate_up_bias, c0, c0 + ic}, {&f.gate_up_bias, inter + c0, inter + c0 + ic}});
+      lw.down = columns(f.down, c0, c0 + ic);
+    }
     lw.down_bias = f.down_bias;  // added once, after the all-reduce
     w.layers.push_back(std::move(lw));
   }
@@ -138,6 +154,9 @@ Result<ShardedDenseModel> ShardedDenseModel::shard(const ModelConfig& cfg, const
 ShardedSequenceKV ShardedDenseModel::new_kv(int64_t capacity_tokens) const {
   // A rank stores about 1/(dcp·kvp) of the tokens; reserve grows it when needed.
   const int64_t share = capacity_tokens / (int64_t{layout_.config().dcp} * layout_.config().kvp) + 1;
+  if (cfg_.is_mla())  // one latent per token (kv_lora_rank + qk_rope_head_dim), K and V alike
+    return ShardedSequenceKV(layout_, rank_, static_cast<int64_t>(w_.layers.size()), 1,
+                             cfg_.kv_lora_rank + cfg_.qk_rope_head_dim, share, /*kv_shared=*/true);
   return ShardedSequenceKV(layout_, rank_, static_cast<int64_t>(w_.layers.size()),
                            layout_.num_local_kv_heads(), cfg_.head_dim, share);
 }
@@ -416,6 +435,9 @@ Result<Tensor> ShardedDenseModel::forward(std::span<ShardedStep> batch, RankComm
   }
   if (pc.helix && !comms.helix)
     return invalid_argument("sharded forward: the layout is Helix but the rank has no helix communicator");
+  if (pc.ep > 1 && !comms.ep)
+    return invalid_argument("sharded forward: the layout has --ep " + std::to_string(pc.ep) +
+                            " but the rank has no EP communicator");
   int64_t num_logits = 0;
   for (const ShardedStep& st : batch) num_logits += static_cast<int64_t>(st.logit_rows.size());
   if (total == 0) return returns_logits() ? Tensor::empty({num_logits, vocab}, DType::kF32) : Tensor();
@@ -465,18 +487,31 @@ Result<Tensor> ShardedDenseModel::forward(std::span<ShardedStep> batch, RankComm
   // The all-reduces of o_proj and the FFN, and the LM head's gather: the TP group, or
   // under Helix the kvp·tp ranks re-partitioned as one TP group.
   Communicator& ffn = pc.helix ? *comms.helix : *comms.tp;
+  std::vector<MlaSequence> mla_seqs;  // MLA (cp = 1): each sequence's tokens are one run
+  for (const SeqInfo& s : seqs)
+    mla_seqs.push_back(s.runs.empty() ? MlaSequence{s.kv, 0, 0, 0}
+                                      : MlaSequence{s.kv, s.runs[0].row, s.runs[0].len, s.runs[0].pos0});
   Tensor normed = Tensor::empty({t, hidden}, DType::kF32);
   Tensor partial = Tensor::empty({t, hidden}, DType::kF32);
   for (size_t l = 0; l < w_.layers.size(); ++l) {
     const DenseLayerWeights& lw = w_.layers[l];
     const int64_t li = static_cast<int64_t>(l);
     cpu::rms_norm(residual.data<float>(), lw.input_norm.data<float>(), normed.data<float>(), t, hidden, eps);
-    attention_block(li, normed.data<float>(), seqs, positions, slots, comms, partial.data<float>());
+    if (cfg_.is_mla())
+      sharded_mla_attention_forward(cfg_, layout_, lw, inv_freq_.data(), li, normed.data<float>(), mla_seqs,
+                                    positions, slots, comms, partial.data<float>());
+    else
+      attention_block(li, normed.data<float>(), seqs, positions, slots, comms, partial.data<float>());
     ffn.all_reduce_sum(partial.data<float>(), t * hidden);
     add_rows(residual.data<float>(), partial.data<float>(), lw.o_bias, t, hidden);
     cpu::rms_norm(residual.data<float>(), lw.post_attention_norm.data<float>(), normed.data<float>(), t,
                   hidden, eps);
-    mlp_block(li, normed.data<float>(), t, partial.data<float>());
+    if (lw.is_moe())
+      sharded_moe_mlp_forward(cfg_, lw, normed.data<float>(), t, ffn,
+                              pc.helix || pc.kvp == 1 ? nullptr : comms.kvp.get(), comms.ep.get(),
+                              partial.data<float>());
+    else
+      mlp_block(li, normed.data<float>(), t, partial.data<float>());
     ffn.all_reduce_sum(partial.data<float>(), t * hidden);
     add_rows(residual.data<float>(), partial.data<float>(), lw.down_bias, t, hidden);
   }

@@ -22,6 +22,10 @@
 //    its heads for every token), one all-to-all of partial states in the KVP group so
 //    each rank merges a share of the heads (helix_attention.h), then o_proj and the MLP
 //    as TP over all kvp·tp ranks (comms.helix) with the residual replicated on them.
+//  - MoE and MLA: despite the class's name (kept so its API stays put) it also runs
+//    Mixtral, Qwen3-MoE and DeepSeek-V3: routed MLPs TP-split or expert-parallel
+//    (--ep, sharded_moe_mlp.h) and MLA heads over TP with the latent cache sharded by
+//    DCP/KVP (sharded_mla_attention.h; build the layout with mla_layout_dims).
 // The residual stream of a rank's tokens is replicated on its TP and KVP groups. The LM head is split
 // over the vocabulary when tp divides it (then all-gathered), else replicated.
 #pragma once

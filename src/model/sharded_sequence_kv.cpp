@@ -3,11 +3,13 @@
 namespace longctx {
 
 ShardedSequenceKV::ShardedSequenceKV(const ParallelLayout& layout, int rank, int64_t num_local_layers,
-                                     int64_t num_local_kv_heads, int64_t head_dim, int64_t capacity_tokens)
+                                     int64_t num_local_kv_heads, int64_t head_dim, int64_t capacity_tokens,
+                                     bool kv_shared)
     : layout_(&layout),
       rank_(rank),
       block_size_(layout.config().block_size),
-      kv_(num_local_layers, num_local_kv_heads, head_dim, capacity_tokens, layout.config().block_size) {}
+      kv_(num_local_layers, num_local_kv_heads, head_dim, capacity_tokens, layout.config().block_size,
+          kv_shared) {}
 
 int64_t ShardedSequenceKV::num_local_blocks() const {
   return (num_local_tokens() + block_size() - 1) / block_size();

@@ -18,7 +18,8 @@ class ShardedSequenceKV {
  public:
   ShardedSequenceKV() = default;
   ShardedSequenceKV(const ParallelLayout& layout, int rank, int64_t num_local_layers,
-                    int64_t num_local_kv_heads, int64_t head_dim, int64_t capacity_tokens);
+                    int64_t num_local_kv_heads, int64_t head_dim, int64_t capacity_tokens,
+                    bool kv_shared = false);  // kv_shared: MLA's latent, K and V one memory
 
   int64_t num_tokens() const { return num_tokens_; }  // the whole sequence's length (same on every rank)
   int64_t num_local_tokens() const { return static_cast<int64_t>(positions_.size()); }

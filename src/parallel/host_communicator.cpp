@@ -261,6 +261,7 @@ RankCommunicators RankCommunicators::host(HostWorld& hw, const ParallelLayout& l
   c.cp = hw.communicator(layout.cp_group(rank), rank);
   c.kvp = hw.communicator(layout.kvp_group(rank), rank);
   c.pp = hw.communicator(layout.pp_group(rank), rank);
+  if (layout.config().ep > 1) c.ep = hw.communicator(layout.ep_group(rank), rank);
   if (layout.config().helix) c.helix = hw.communicator(layout.helix_group(rank), rank);
   return c;
 }

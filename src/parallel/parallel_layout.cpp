@@ -41,7 +41,7 @@ int ProcessGroup::index_of(int global_rank) const {
 
 Status ParallelLayout::validate(const ParallelConfig& c, const LayoutModelDims& d) {
   const std::pair<const char*, int> sizes[] = {
-      {"--tp", c.tp}, {"--pp", c.pp}, {"--cp", c.cp}, {"--dcp", c.dcp}, {"--kvp", c.kvp}};
+      {"--tp", c.tp}, {"--pp", c.pp}, {"--cp", c.cp}, {"--dcp", c.dcp}, {"--kvp", c.kvp}, {"--ep", c.ep}};
   for (const auto& [flag, v] : sizes)
     if (v < 1) return invalid_argument(std::string(flag) + " " + str(v) + " must be at least 1");
   const int64_t world = int64_t{c.tp} * c.pp * c.cp * c.kvp;
@@ -96,6 +96,16 @@ Status ParallelLayout::validate(const ParallelConfig& c, const LayoutModelDims& 
   if (d.num_layers > 0 && c.pp > d.num_layers)
     return invalid_argument("--pp " + str(c.pp) + " exceeds the model's " + str(d.num_layers) +
                             " layers (every stage needs at least one)");
+  if (c.ep > 1) {
+    const int64_t stage = int64_t{c.tp} * c.cp * c.kvp;
+    if (stage % c.ep != 0)
+      return invalid_argument("--ep " + str(c.ep) + " must divide the " + str(stage) +
+                              " ranks of a pipeline stage (tp·cp·kvp = " + str(c.tp) + "·" + str(c.cp) + "·" +
+                              str(c.kvp) + "): the EP group is made of the ranks that run attention");
+    if (d.num_experts > 0 && d.num_experts % c.ep != 0)
+      return invalid_argument("--ep " + str(c.ep) + " must divide the model's " + str(d.num_experts) +
+                              " routed experts (each EP rank holds an equal contiguous share)");
+  }
   return Status::ok();
 }
 
@@ -129,6 +139,7 @@ std::string ParallelLayout::to_string() const {
                   " kvp=" + str(cfg_.kvp) + " pp=" + str(cfg_.pp);
   if (cfg_.dcp > 1 && cfg_.dcp_interleave > 1) s += " dcp_interleave=" + str(cfg_.dcp_interleave);
   if (cfg_.kvp > 1) s += " kvp_shard_tokens=" + str(cfg_.kvp_shard_tokens);
+  if (cfg_.ep > 1) s += " ep=" + str(cfg_.ep);
   if (cfg_.helix) s += " helix (ffn tp=" + str(helix_size()) + ")";
   return s;
 }
@@ -174,6 +185,19 @@ ProcessGroup ParallelLayout::pp_group(int rank) const {
   RankCoords c = coords(rank);
   ProcessGroup g{"pp(tp=" + str(c.tp) + ",cp=" + str(c.cp) + ",kvp=" + str(c.kvp) + ")", {}};
   for (c.pp = 0; c.pp < cfg_.pp; ++c.pp) g.ranks.push_back(rank_of(c));
+  return g;
+}
+
+int ParallelLayout::ep_index(int rank) const {
+  const int stage_size = cfg_.tp * cfg_.cp * cfg_.kvp;
+  return (rank % stage_size) % cfg_.ep;
+}
+
+ProcessGroup ParallelLayout::ep_group(int rank) const {
+  // A stage's ranks are consecutive (pp is outermost), so an EP group is a run of ep.
+  const int first = rank - ep_index(rank);
+  ProcessGroup g{"ep(ranks=" + str(first) + ".." + str(first + cfg_.ep - 1) + ")", {}};
+  for (int r = first; r < first + cfg_.ep; ++r) g.ranks.push_back(r);
   return g;
 }
 

@@ -21,6 +21,11 @@ namespace longctx {
 // The flags, as parsed. world_size 0: tp·pp·cp·kvp (no check).
 struct ParallelConfig {
   int tp = 1, pp = 1, cp = 1, dcp = 1, kvp = 1;
+  // --ep: expert parallelism. Needs no ranks of its own (like DCP): the EP group is `ep`
+  // consecutive ranks of one pipeline stage (rank order below, tp innermost), so ep
+  // divides tp·cp·kvp; the routed experts are split contiguously over it (ep divides
+  // them) and replicated over the stage's tp·cp·kvp/ep EP groups. See ep_group.
+  int ep = 1;
   int64_t dcp_interleave = 1;    // --dcp-interleave: 1 (token round-robin) or a multiple of block_size
   int64_t kvp_shard_tokens = 0;  // --kvp-shard-tokens: tokens per KVP group; needed when kvp > 1
   int64_t block_size = 16;       // KV block size in tokens
@@ -37,6 +42,7 @@ struct LayoutModelDims {
   int64_t num_heads = 0;     // query heads (tp must divide them)
   int64_t num_kv_heads = 0;  // H of DESIGN.md §3
   int64_t num_layers = 0;    // pp must not exceed them
+  int64_t num_experts = 0;   // routed experts of a MoE model (ep must divide them); 0 = dense
 };
 
 struct RankCoords {
@@ -75,6 +81,12 @@ class ParallelLayout {
   ProcessGroup kvp_group(
       int rank) const;                    // same tp, cp, pp: the ranks holding the same heads of other shards
   ProcessGroup pp_group(int rank) const;  // same tp, cp, kvp: stage 0 .. pp-1
+  // EP: the `ep` consecutive ranks of rank's stage that hold together one copy of every
+  // routed expert; member i holds experts [first_expert(i), first_expert(i + 1)).
+  ProcessGroup ep_group(int rank) const;
+  int ep_index(int rank) const;  // rank's index in its EP group
+  int64_t num_local_experts() const { return dims_.num_experts / cfg_.ep; }
+  int64_t first_expert(int ep_index) const { return ep_index * num_local_experts(); }
   // Helix: the kvp·tp ranks of one stage (same cp, pp), in rank order, so a rank's index
   // in it is tp + tp·kvp. Attention runs per KVP/TPA group; o_proj and the FFN run
   // Megatron-style over this whole group.

@@ -13,6 +13,7 @@ class HostWorld;
 
 struct RankCommunicators {
   std::unique_ptr<Communicator> world, tp, dcp, cp, kvp, pp;
+  std::unique_ptr<Communicator> ep;  // the EP group (expert dispatch); null unless ep > 1
   std::unique_ptr<Communicator> helix;  // the kvp·tp ranks of a stage; null unless the layout is Helix
 
   // Host ranks: every group of `rank` in `layout`, from the shared world.
