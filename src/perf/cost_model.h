@@ -8,6 +8,7 @@
 #include <span>
 
 #include "perf/hardware.h"
+#include "perf/layout.h"
 #include "perf/model_shape.h"
 
 namespace longctx {
@@ -30,6 +31,10 @@ class CostModel {
     const ChunkWork c{from, to - from};
     return to > from ? step_time_s({&c, 1}) : 0.0;
   }
+  // Pipeline stages a step passes through. step_time_s is the time of one stage (the
+  // rate at which steps start); a sampled token leaves the pipeline after this many of
+  // them (sim/ delivers it then, the chunk sizer keeps this many steps within the TBT SLO).
+  virtual int64_t pipeline_stages() const { return 1; }
 };
 
 // Every non-empty step takes the same time: the hand-computable model of the tests.
@@ -44,38 +49,51 @@ class ConstantCostModel final : public CostModel {
   double step_s_;
 };
 
-// Where a step's time goes (seconds). total = gemm + attention + comm + overhead.
+// Where a step's time goes (seconds), for one pipeline stage. total = gemm + attention
+// + comm + overhead.
 struct StepCost {
   double gemm_s = 0;       // max(GEMM FLOPs / rate, weight bytes / bandwidth)
   double attention_s = 0;  // max(attention FLOPs / rate, KV bytes read and written / bandwidth)
-  double comm_s = 0;       // tensor-parallel all-reduces (2 per layer)
-  double overhead_s = 0;
+  double comm_s = 0;       // TP all-reduces, KVP/CP merges and KV exchange, PP hand-off
+  double overhead_s = 0;   // per step + per sequence (the calibrated fixed costs)
   double total_s() const { return gemm_s + attention_s + comm_s + overhead_s; }
 };
 
-// Roofline: the GEMM phase and the attention phase are each bound by compute or by
-// memory (the larger wins; decode is memory bound: the weights are read once per step,
-// each request's KV once), then the phases, the all-reduces and the fixed overhead add
-// up. `num_gpus` GPUs form one tensor-parallel group: FLOPs and bytes split evenly,
-// except that with tp > kv heads each kv head is replicated (DESIGN.md §3).
+// Roofline (docs/scheduling.md has the formulas and the assumptions): the GEMM phase and
+// the attention phase are each bound by compute or by memory (the larger wins; decode is
+// memory bound: the weights are read once per step, each request's KV once), then the
+// phases, the communication and the fixed overheads add up. The layout (perf/layout.h)
+// splits the work: tp divides FLOPs and bytes (kv heads replicate past tp > H·dcp) and
+// adds two all-reduces per layer; kvp and cp spread requests, and a long request's
+// attention, over their groups (the step takes as long as the busiest group: the larger
+// of the balanced share and the largest single chunk's share); pp divides the layers,
+// and step_time_s is one stage's time. The calibration terms of the hardware table
+// (per-sequence overhead, GEMM and attention scales) come from `bench profile`.
 class RooflineCostModel final : public CostModel {
  public:
+  RooflineCostModel(const ModelShape& model, const HardwareProfile& hw, const LayoutShape& layout);
+  // `num_gpus` GPUs as one tensor-parallel group.
   RooflineCostModel(const ModelShape& model, const HardwareProfile& hw, int64_t num_gpus = 1);
   StepCost breakdown(std::span<const ChunkWork> chunks) const;
   double step_time_s(std::span<const ChunkWork> chunks) const override { return breakdown(chunks).total_s(); }
+  int64_t pipeline_stages() const override { return layout_.pp; }
 
   const ModelShape& model() const { return model_; }
   const HardwareProfile& hardware() const { return hw_; }
-  int64_t num_gpus() const { return num_gpus_; }
-  // KV copies per token across the group: max(1, tp / kv heads).
+  const LayoutShape& layout() const { return layout_; }
+  int64_t num_gpus() const { return layout_.world_size(); }
+  // KV copies per token inside a TP group: max(1, tp / (kv heads · dcp)).
   double kv_replication() const;
-  // Tokens of KV that fit in the group's memory after the weights, at `utilization`.
+  // Tokens of KV that fit in the replica's memory after the weights (one copy per
+  // cp·kvp group, split over tp·pp), at `utilization`.
   int64_t kv_capacity_tokens(double utilization = 0.9) const;
+  // KVP groups holding the KV of a request with `tokens` tokens (1 without kvp).
+  int64_t kvp_groups(int64_t tokens) const;
 
  private:
   ModelShape model_;
   HardwareProfile hw_;
-  int64_t num_gpus_;
+  LayoutShape layout_;
 };
 
 }  // namespace longctx

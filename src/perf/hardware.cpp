@@ -1,5 +1,7 @@
 #include "perf/hardware.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -14,13 +16,44 @@ namespace {
 // (qwen3/0.6b bf16: 512-token prefill at 46.5 tok/s → ~56 GFLOP/s of GEMM; decode at
 // 10.2 tok/s over 1.2 GB of weights → ~12 GB/s; qwen3/tiny decode at 465 tok/s → ~2 ms
 // per step of fixed cost).
+// Between hosts: 8 × 400 Gb/s InfiniBand NICs per 8-GPU host, 50 GB/s per GPU.
 const HardwareProfile kBuiltins[] = {
-    {"cpu", 5.6e10, 2.0e10, 1.2e10, 0.0, 2.0e-3, 16e9},
-    {"h100", 6.0e14, 4.5e14, 3.0e12, 4.5e11, 5.0e-4, 80e9},
-    {"h200", 6.0e14, 4.5e14, 4.3e12, 4.5e11, 5.0e-4, 141e9},
+    {"cpu", 5.6e10, 2.0e10, 1.2e10, 0.0, 2.0e-3, 16e9, 0.0, {}},
+    {"h100", 6.0e14, 4.5e14, 3.0e12, 4.5e11, 5.0e-4, 80e9, 5.0e10, {}},
+    {"h200", 6.0e14, 4.5e14, 4.3e12, 4.5e11, 5.0e-4, 141e9, 5.0e10, {}},
 };
 
+bool near(double a, double b) { return std::abs(a - b) <= 0.01 * std::max(std::abs(a), std::abs(b)); }
+
+Result<StepCalibration> calibration_from_json(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object()) return invalid_argument(where + " must be a JSON object");
+  StepCalibration c;
+  c.model = j.value("model", std::string());
+  const std::pair<const char*, double*> fields[] = {
+      {"layer_params_per_token", &c.layer_params_per_token}, {"attn_flops_per_pair", &c.attn_flops_per_pair},
+      {"step_s", &c.step_s}, {"per_seq_s", &c.per_seq_s}, {"per_token_s", &c.per_token_s},
+      {"per_pair_s", &c.per_pair_s}, {"gemm_scale", &c.gemm_scale}};
+  for (auto [key, out] : fields) {
+    auto it = j.find(key);
+    if (it == j.end()) return invalid_argument(where + ": missing field \"" + key + "\"");
+    if (!it->is_number() || !(it->get<double>() >= 0))
+      return invalid_argument(where + ": field \"" + key + "\" must be a number >= 0");
+    *out = it->get<double>();
+  }
+  c.num_samples = j.value("num_samples", int64_t{0});
+  c.rms_rel_error = j.value("rms_rel_error", 0.0);
+  return c;
+}
+
 }  // namespace
+
+const StepCalibration* HardwareProfile::calibration_for(double layer_params_per_token,
+                                                        double attn_flops_per_pair) const {
+  for (const StepCalibration& c : calibrations)
+    if (near(c.layer_params_per_token, layer_params_per_token) && near(c.attn_flops_per_pair, attn_flops_per_pair))
+      return &c;
+  return nullptr;
+}
 
 Status HardwareProfile::validate(const std::string& source) const {
   auto positive = [&](double v, const char* field) -> Status {
@@ -33,8 +66,9 @@ Status HardwareProfile::validate(const std::string& source) const {
                       {mem_bytes_per_s, "mem_bytes_per_s"},
                       {memory_bytes, "memory_bytes"}})
     if (Status st = positive(v, f); !st.is_ok()) return st;
-  if (link_bytes_per_s < 0 || step_overhead_s < 0)
-    return invalid_argument(source + ": \"link_bytes_per_s\" and \"step_overhead_s\" must be >= 0");
+  if (link_bytes_per_s < 0 || step_overhead_s < 0 || net_bytes_per_s < 0)
+    return invalid_argument(source +
+                            ": \"link_bytes_per_s\", \"net_bytes_per_s\" and \"step_overhead_s\" must be >= 0");
   return Status::ok();
 }
 
@@ -65,7 +99,8 @@ Result<HardwareProfile> hardware_from_json(const nlohmann::json& j, const std::s
   const Field fields[] = {
       {"gemm_flops_per_s", &p.gemm_flops_per_s, true}, {"attn_flops_per_s", &p.attn_flops_per_s, true},
       {"mem_bytes_per_s", &p.mem_bytes_per_s, true},   {"link_bytes_per_s", &p.link_bytes_per_s, false},
-      {"step_overhead_s", &p.step_overhead_s, false},  {"memory_bytes", &p.memory_bytes, true}};
+      {"step_overhead_s", &p.step_overhead_s, false},  {"memory_bytes", &p.memory_bytes, true},
+      {"net_bytes_per_s", &p.net_bytes_per_s, false}};
   for (const Field& f : fields) {
     auto it = j.find(f.key);
     if (it == j.end()) {
@@ -74,6 +109,14 @@ Result<HardwareProfile> hardware_from_json(const nlohmann::json& j, const std::s
     }
     if (!it->is_number()) return invalid_argument(source + ": field \"" + f.key + "\" must be a number");
     *f.out = it->get<double>();
+  }
+  if (auto it = j.find("calibrations"); it != j.end()) {
+    if (!it->is_array()) return invalid_argument(source + ": field \"calibrations\" must be an array");
+    for (size_t i = 0; i < it->size(); ++i) {
+      auto c = calibration_from_json((*it)[i], source + ": calibrations[" + std::to_string(i) + "]");
+      if (!c.is_ok()) return c.status();
+      p.calibrations.push_back(*c);
+    }
   }
   if (Status st = p.validate(source); !st.is_ok()) return st;
   return p;
@@ -88,13 +131,27 @@ Result<HardwareProfile> load_hardware(const std::filesystem::path& file) {
 }
 
 nlohmann::json to_json(const HardwareProfile& p) {
+  nlohmann::json calibrations = nlohmann::json::array();
+  for (const StepCalibration& c : p.calibrations)
+    calibrations.push_back({{"model", c.model},
+                            {"layer_params_per_token", c.layer_params_per_token},
+                            {"attn_flops_per_pair", c.attn_flops_per_pair},
+                            {"step_s", c.step_s},
+                            {"per_seq_s", c.per_seq_s},
+                            {"per_token_s", c.per_token_s},
+                            {"per_pair_s", c.per_pair_s},
+                            {"gemm_scale", c.gemm_scale},
+                            {"num_samples", c.num_samples},
+                            {"rms_rel_error", c.rms_rel_error}});
   return {{"name", p.name},
           {"gemm_flops_per_s", p.gemm_flops_per_s},
           {"attn_flops_per_s", p.attn_flops_per_s},
           {"mem_bytes_per_s", p.mem_bytes_per_s},
           {"link_bytes_per_s", p.link_bytes_per_s},
           {"step_overhead_s", p.step_overhead_s},
-          {"memory_bytes", p.memory_bytes}};
+          {"memory_bytes", p.memory_bytes},
+          {"net_bytes_per_s", p.net_bytes_per_s},
+          {"calibrations", calibrations}};
 }
 
 }  // namespace longctx

@@ -14,6 +14,20 @@
 
 namespace longctx {
 
+// A step-time fit on measured engine steps (`bench profile --model`), for devices where
+// the roofline terms are too coarse (a CPU: per-token work outside the GEMMs, per-
+// sequence sampling and bookkeeping). Predicted step time =
+//   step_s + per_seq_s · sequences + per_token_s · tokens + per_pair_s · query-key pairs
+//   + gemm_scale · roofline GEMM time (max of FLOPs / gemm rate, weight bytes / bandwidth).
+// All coefficients >= 0 (a non-negative least-squares fit).
+struct StepCalibration {
+  std::string model;  // what it was fitted on (a name for people)
+  double layer_params_per_token = 0, attn_flops_per_pair = 0;  // the shape it applies to
+  double step_s = 0, per_seq_s = 0, per_token_s = 0, per_pair_s = 0, gemm_scale = 0;
+  int64_t num_samples = 0;  // measured steps behind the fit
+  double rms_rel_error = 0;  // of the fit on those steps
+};
+
 struct HardwareProfile {
   std::string name;
   double gemm_flops_per_s = 0;  // dense GEMM in the serving dtype
@@ -22,7 +36,17 @@ struct HardwareProfile {
   double link_bytes_per_s = 0;  // per device, one direction (NVLink); 0: one device only
   double step_overhead_s = 0;   // launch, scheduling, sampling: paid once per step
   double memory_bytes = 0;      // device memory (weights + KV must fit)
+  // Between TP groups (KVP merges, CP ring, PP hand-off across hosts): per device, one
+  // direction, e.g. 400 Gb/s InfiniBand = 5e10. 0: link_bytes_per_s.
+  double net_bytes_per_s = 0;
+  // Fitted by `bench profile` from measured steps of one model (StepCalibration); the
+  // cost model uses the one whose model shape matches its own, else the roofline.
+  std::vector<StepCalibration> calibrations;
 
+  double inter_group_bytes_per_s() const { return net_bytes_per_s > 0 ? net_bytes_per_s : link_bytes_per_s; }
+  // The calibration fitted on a model of this shape (params/token and FLOPs/pair within
+  // 1%), or nullptr.
+  const StepCalibration* calibration_for(double layer_params_per_token, double attn_flops_per_pair) const;
   Status validate(const std::string& source) const;
 };
 

@@ -38,9 +38,12 @@ int64_t AdaptiveChunkSizer::chunk_tokens(const Request& r, int64_t start, int64_
 
   std::vector<ChunkWork> work = step_work(plan);
   work.push_back({start, 0});
+  // A decode's token leaves a pipeline after every stage ran: its TBT is stages × the
+  // step (stage) time.
+  const double stages = static_cast<double>(cost_.pipeline_stages());
   auto fits = [&](int64_t n) {
     work.back().new_tokens = n;
-    return cost_.step_time_s(work) <= cfg_.tbt_slo_s;
+    return cost_.step_time_s(work) * stages <= cfg_.tbt_slo_s;
   };
   if (fits(hi)) return hi;
   if (!fits(floor)) return floor;

@@ -56,6 +56,10 @@ StepPlan Scheduler::schedule(double now_s) {
   // 1. Running requests: decodes and unfinished prefills, in priority order.
   for (size_t i = 0; i < running_.size() && budget > 0;) {
     Request* r = running_[i];
+    if (r->num_uncomputed_tokens() == 0) {  // waiting for its sampled token
+      ++i;
+      continue;
+    }
     const int64_t num_new =
         size_chunk(*r, r->num_computed_tokens, std::min(r->num_uncomputed_tokens(), budget), plan);
     bool scheduled = false;
@@ -85,7 +89,7 @@ StepPlan Scheduler::schedule(double now_s) {
     c.start = r->num_computed_tokens;
     c.num_tokens = num_new;
     c.sample = r->num_computed_tokens + num_new == r->num_tokens();
-    c.block_table = kv_.block_table(r->id);
+    if (cfg_.fill_block_tables) c.block_table = kv_.block_table(r->id);
     plan.chunks.push_back(std::move(c));
     plan.num_batched_tokens += num_new;
     budget -= num_new;
@@ -114,7 +118,7 @@ StepPlan Scheduler::schedule(double now_s) {
       c.start = computed;
       c.num_tokens = num_new;
       c.sample = computed + num_new == r->num_tokens();
-      c.block_table = kv_.block_table(r->id);
+      if (cfg_.fill_block_tables) c.block_table = kv_.block_table(r->id);
       plan.chunks.push_back(std::move(c));
       plan.num_batched_tokens += num_new;
       budget -= num_new;

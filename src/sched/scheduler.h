@@ -5,6 +5,9 @@
 // the lowest-priority running request is preempted (its blocks freed; it recomputes
 // later and keeps its place in the queue). Decides only: produces a StepPlan.
 //
+// A running request with no uncomputed token (its sampled token not yet appended, e.g.
+// still in a simulated pipeline) is skipped until the token arrives.
+//
 // Threading: owned by the engine's step thread; not thread-safe.
 #pragma once
 
@@ -25,6 +28,9 @@ struct SchedulerConfig {
   int64_t max_num_batched_tokens = 2048;  // --max-num-batched-tokens: tokens per step
   int64_t max_num_seqs = 256;             // --max-num-seqs: running requests
   int64_t max_model_len = 0;              // prompt + max_tokens limit (the model's context)
+  // Copy each request's block table into its ScheduledChunk (exec/ needs it). The
+  // simulator turns it off: a 10M-token request's table is 625K blocks, copied per step.
+  bool fill_block_tables = true;
   Status validate() const;
 };
 

@@ -15,6 +15,11 @@ double percentile(std::vector<double> v, double p) {
   return v[lo] + (v[hi] - v[lo]) * (pos - static_cast<double>(lo));
 }
 
+double utilisation(const SimResult& r) {
+  const double capacity = r.duration_s * static_cast<double>(std::max<int64_t>(1, r.num_replicas));
+  return capacity > 0 ? r.busy_s / capacity : 0.0;
+}
+
 std::vector<ClassStats> summarize(const SimResult& r, int64_t long_threshold) {
   struct Acc {
     ClassStats s;
@@ -60,7 +65,8 @@ nlohmann::json to_json(const SimResult& r, const std::vector<ClassStats>& classe
   nlohmann::json j;
   j["policy"] = r.policy;
   j["duration_s"] = r.duration_s;
-  j["utilisation"] = r.duration_s > 0 ? r.busy_s / r.duration_s : 0.0;
+  j["utilisation"] = utilisation(r);
+  j["replicas"] = r.num_replicas;
   j["steps"] = r.num_steps;
   j["preemptions"] = r.num_preemptions;
   for (const ClassStats& c : classes)
@@ -82,7 +88,7 @@ std::string format_table(const SimResult& r, const std::vector<ClassStats>& clas
   std::snprintf(
       line, sizeof line, "policy %s: %.3f s simulated, %lld steps, utilisation %.1f%%, %lld preemptions\n",
       r.policy.c_str(), r.duration_s, static_cast<long long>(r.num_steps),
-      r.duration_s > 0 ? 100.0 * r.busy_s / r.duration_s : 0.0, static_cast<long long>(r.num_preemptions));
+      100.0 * utilisation(r), static_cast<long long>(r.num_preemptions));
   s += line;
   std::snprintf(line, sizeof line, "%-6s %6s %5s %10s %10s %9s %9s %10s %12s\n", "class", "count", "rej",
                 "ttft_p50", "ttft_p99", "tbt_p50", "tbt_p99", "e2e_p50", "tok/s");

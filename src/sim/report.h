@@ -23,6 +23,9 @@ struct ClassStats {
 // Linear interpolation between closest ranks (numpy's default); 0 for no values.
 double percentile(std::vector<double> values, double p);
 
+// Busy time over replica time: busy_s / (duration_s · num_replicas).
+double utilisation(const SimResult& r);
+
 // Classes "short" (prompt < long_threshold tokens), "long" and "all".
 std::vector<ClassStats> summarize(const SimResult& r, int64_t long_threshold = 32768);
 nlohmann::json to_json(const SimResult& r, const std::vector<ClassStats>& classes);

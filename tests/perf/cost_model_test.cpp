@@ -12,7 +12,7 @@ namespace {
 ModelConfig llama_8b() { return testing::llama_8b_config(); }
 
 // A hand-priced machine: 1 FLOP/s and 1 byte/s scaled so the terms are readable.
-HardwareProfile unit_hw() { return {"unit", 1.0, 1.0, 1.0, 0.0, 0.0, 1e30}; }
+HardwareProfile unit_hw() { return {"unit", 1.0, 1.0, 1.0, 0.0, 0.0, 1e30, 0.0, {}}; }
 
 TEST(ModelShape, Llama8bNumbers) {
   const ModelShape s = model_shape(llama_8b());
