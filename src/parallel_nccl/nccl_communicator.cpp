@@ -171,6 +171,13 @@ Result<RankCommunicators> nccl_rank_communicators(NcclCommunicator& world, const
   LONGCTX_ASSIGN_OR_RETURN(rc.cp, carve(layout.cp_group(rank)));
   LONGCTX_ASSIGN_OR_RETURN(rc.kvp, carve(layout.kvp_group(rank)));
   LONGCTX_ASSIGN_OR_RETURN(rc.pp, carve(layout.pp_group(rank)));
+  // The optional groups: every rank takes the same branch (they depend on the layout only).
+  if (layout.config().ep > 1) {
+    LONGCTX_ASSIGN_OR_RETURN(rc.ep, carve(layout.ep_group(rank)));
+  }
+  if (layout.config().helix) {
+    LONGCTX_ASSIGN_OR_RETURN(rc.helix, carve(layout.helix_group(rank)));
+  }
   return rc;
 }
 

@@ -138,7 +138,8 @@ std::string check_rank(NcclCommunicator& world, const std::vector<ParallelConfig
     auto groups = nccl_rank_communicators(world, *layout, world.rank());
     if (!groups.is_ok()) return groups.status().message();
     for (Communicator* g : {groups->tp.get(), groups->dcp.get(), groups->cp.get(), groups->kvp.get(),
-                            groups->pp.get()}) {
+                            groups->pp.get(), groups->ep.get(), groups->helix.get()}) {
+      if (g == nullptr) continue;  // ep / helix: only in layouts that have them
       err = check_collectives(static_cast<NcclCommunicator&>(*g));
       if (!err.empty()) return layout->to_string() + ": " + err;
     }
@@ -149,9 +150,9 @@ std::string check_rank(NcclCommunicator& world, const std::vector<ParallelConfig
 // The layouts of `world` ranks that the model tests use: each kind of group split out.
 std::vector<ParallelConfig> layouts_for(int world) {
   std::vector<ParallelConfig> out;
-  const auto add = [&](int tp, int dcp, int cp, int kvp, int pp) {
+  const auto add = [&](int tp, int dcp, int cp, int kvp, int pp, int ep = 1, bool helix = false) {
     ParallelConfig c;
-    c.tp = tp, c.dcp = dcp, c.cp = cp, c.kvp = kvp, c.pp = pp;
+    c.tp = tp, c.dcp = dcp, c.cp = cp, c.kvp = kvp, c.pp = pp, c.ep = ep, c.helix = helix;
     c.kvp_shard_tokens = 64;
     c.world_size = world;
     if (tp * cp * kvp * pp == world) out.push_back(c);
@@ -161,6 +162,8 @@ std::vector<ParallelConfig> layouts_for(int world) {
   add(1, 1, world, 1, 1);
   add(1, 1, 1, world, 1);
   add(1, 1, 1, 1, world);
+  add(world, 1, 1, 1, 1, /*ep=*/world);
+  add(1, 1, 1, world, 1, 1, /*helix=*/true);
   if (world == 4) {
     add(2, 2, 2, 1, 1);
     add(2, 1, 1, 1, 2);
