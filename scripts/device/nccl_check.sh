@@ -20,6 +20,12 @@ status=0
 
 "$BIN" threads 2>&1 | tee "$OUT/threads.log" || status=1
 
+GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
+if [ "$GPUS" -lt 2 ]; then
+  echo "nccl_check: two-process rendezvous run NOT done: this machine has $GPUS GPU(s), it needs 2"
+  echo "nccl_check: threads $([ $status = 0 ] && echo PASS || echo FAIL) (world of $GPUS)"
+  exit $status
+fi
 export LONGCTX_RENDEZVOUS_SECRET=device-check-secret
 PORT=29517
 "$BIN" node --nnodes 2 --node-rank 0 --master-addr 127.0.0.1 --master-port $PORT --gpu 0 > "$OUT/node0.log" 2>&1 &
