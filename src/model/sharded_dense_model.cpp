@@ -60,12 +60,22 @@ ShardedDenseModel::ShardedDenseModel(ModelConfig cfg, ParallelLayout layout, int
       local_vocab_(local_vocab),
       inv_freq_(cfg_.rope_inv_freq()) {}
 
+LayoutModelDims ShardedDenseModel::layout_dims(const ModelConfig& cfg) {
+  if (cfg.is_mla()) return mla_layout_dims(cfg);
+  LayoutModelDims d;
+  d.num_heads = cfg.num_heads;
+  d.num_kv_heads = cfg.num_kv_heads;
+  d.num_layers = cfg.num_layers;
+  d.num_experts = cfg.num_experts;
+  return d;
+}
+
 Result<ShardedDenseModel> ShardedDenseModel::shard(const ModelConfig& cfg, const DenseWeights& full,
                                                    const ParallelLayout& layout, int rank) {
   const ParallelConfig& pc = layout.config();
-  if (cfg.is_mla() && (pc.cp > 1 || pc.helix))
+  if (cfg.is_mla() && pc.helix)
     return unimplemented(std::string("ShardedDenseModel: MLA (") + architecture_name(cfg.arch) +
-                         ") under " + (pc.helix ? "--helix" : "--cp") + " is not implemented yet");
+                         ") under --helix is not implemented yet");
   if (pc.ep > 1 && !cfg.is_moe())
     return invalid_argument("--ep " + std::to_string(pc.ep) + " needs a mixture-of-experts model; " +
                             architecture_name(cfg.arch) + " has no routed experts");
@@ -487,10 +497,13 @@ Result<Tensor> ShardedDenseModel::forward(std::span<ShardedStep> batch, RankComm
   // The all-reduces of o_proj and the FFN, and the LM head's gather: the TP group, or
   // under Helix the kvp·tp ranks re-partitioned as one TP group.
   Communicator& ffn = pc.helix ? *comms.helix : *comms.tp;
-  std::vector<MlaSequence> mla_seqs;  // MLA (cp = 1): each sequence's tokens are one run
-  for (const SeqInfo& s : seqs)
-    mla_seqs.push_back(s.runs.empty() ? MlaSequence{s.kv, 0, 0, 0}
-                                      : MlaSequence{s.kv, s.runs[0].row, s.runs[0].len, s.runs[0].pos0});
+  std::vector<MlaSequence> mla_seqs;  // the same split, for sharded_mla_attention
+  for (int64_t row = 0; const SeqInfo& s : seqs) {
+    MlaSequence ms{s.kv, row, s.local_rows, {}};
+    for (const QueryRun& r : s.runs) ms.runs.push_back({r.row, r.len, r.pos0});
+    mla_seqs.push_back(std::move(ms));
+    row += s.local_rows;
+  }
   Tensor normed = Tensor::empty({t, hidden}, DType::kF32);
   Tensor partial = Tensor::empty({t, hidden}, DType::kF32);
   for (size_t l = 0; l < w_.layers.size(); ++l) {

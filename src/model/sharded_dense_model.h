@@ -53,8 +53,11 @@ struct ShardedStep {
 
 class ShardedDenseModel {
  public:
+  // The dims to build a model's ParallelLayout with: its heads and layers, one kv head
+  // for MLA (the latent), and its routed experts (which --ep must divide).
+  static LayoutModelDims layout_dims(const ModelConfig& cfg);
   // Takes this rank's slices of `full` (views where a slice is contiguous, copies where
-  // it is not). The layout must have been created with this model's dims.
+  // it is not). The layout must have been created with this model's dims (layout_dims).
   static Result<ShardedDenseModel> shard(const ModelConfig& cfg, const DenseWeights& full,
                                          const ParallelLayout& layout, int rank);
 

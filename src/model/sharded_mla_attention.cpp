@@ -42,6 +42,93 @@ void merge_members(const float* all, int count, int64_t rows, int64_t d, float* 
   }
 }
 
+// Latents of one sequence held somewhere: [n, lat] and their positions.
+struct LatentBlock {
+  const float* latent;
+  const int32_t* pos;
+  int64_t n;
+};
+
+// o/lse rows of s's runs ← attention of the absorbed queries qa [t, nh, lat] over keys.
+void attend_latents(const float* qa, int64_t nh, int64_t lat, float scale, const MlaSequence& s,
+                    const LatentBlock& keys, float* o, float* lse) {
+  for (const MlaSequence::Run& run : s.runs) {
+    cpu::AttentionParams ap;
+    ap.q = qa + run.row * nh * lat;
+    ap.q_stride = nh * lat;
+    ap.k = keys.latent;
+    ap.v = keys.latent;
+    ap.kv_stride = lat;
+    ap.kv_positions = keys.pos;
+    ap.num_kv = keys.n;
+    ap.out = o + run.row * nh * lat;
+    ap.lse = lse + run.row * nh;
+    ap.num_q = run.len;
+    ap.q_pos0 = run.pos0;
+    ap.num_q_heads = nh;
+    ap.num_kv_heads = 1;
+    ap.head_dim = lat;
+    ap.scale = scale;
+    ap.causal = true;
+    cpu::attention(ap);
+  }
+}
+
+// Ring messages: per sequence its latent count (an int64 in two floats), the latents
+// [count, lat] and the positions (int32 bit patterns) — bit copies, nothing rounded.
+void put_i64(std::vector<float>& buf, int64_t v) {
+  float f[2];
+  std::memcpy(f, &v, sizeof v);
+  buf.insert(buf.end(), f, f + 2);
+}
+int64_t get_i64(const float* p) {
+  int64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// CP: every rank's latents of each sequence go round the ring; the block in hand is
+// passed on before it is attended over (its transfer overlaps the attention) and the
+// partial states are merged into o/lse by LSE.
+void ring_exchange(Communicator& ring, int64_t layer, int64_t lat, const float* qa, int64_t nh, float scale,
+                   const std::vector<MlaSequence>& seqs, int64_t t, float* o, float* lse) {
+  const int n = ring.size(), next = (ring.rank() + 1) % n, prev = (ring.rank() + n - 1) % n;
+  std::vector<float> block;
+  for (const MlaSequence& s : seqs) {
+    const int64_t cnt = s.kv->num_local_tokens();
+    put_i64(block, cnt);
+    const float* latent = s.kv->cache().k(layer) + s.kv->local_slot(0) * lat;
+    block.insert(block.end(), latent, latent + cnt * lat);
+    const size_t at = block.size();
+    block.resize(at + static_cast<size_t>(cnt));
+    if (cnt > 0) std::memcpy(block.data() + at, s.kv->local_positions().data(), static_cast<size_t>(cnt) * 4);
+  }
+  const auto send_block = [&](const std::vector<float>& b) {
+    float header[2];
+    const int64_t size = static_cast<int64_t>(b.size());
+    std::memcpy(header, &size, sizeof size);
+    ring.send(header, 2, next);
+    ring.send(b.data(), size, next);
+  };
+  std::vector<float> po(static_cast<size_t>(t * nh * lat)), pl(static_cast<size_t>(t * nh));
+  send_block(block);
+  for (int hop = 1; hop < n; ++hop) {
+    float header[2];
+    ring.recv(header, 2, prev);
+    block.resize(static_cast<size_t>(get_i64(header)));
+    ring.recv(block.data(), static_cast<int64_t>(block.size()), prev);
+    if (hop + 1 < n) send_block(block);
+    const float* at = block.data();
+    for (const MlaSequence& s : seqs) {
+      const int64_t cnt = get_i64(at);
+      const LatentBlock keys{at + 2, reinterpret_cast<const int32_t*>(at + 2 + cnt * lat), cnt};
+      attend_latents(qa, nh, lat, scale, s, keys, po.data(), pl.data());
+      at += 2 + cnt * lat + cnt;
+    }
+    cpu::merge_attention_states(o, lse, po.data(), pl.data(), o, lse, t * nh, lat);
+  }
+}
+
 }  // namespace
 
 LayoutModelDims mla_layout_dims(const ModelConfig& cfg) {
@@ -156,27 +243,13 @@ void sharded_mla_attention_forward(const ModelConfig& cfg, const ParallelLayout&
   std::vector<float> o(static_cast<size_t>(t * nh * lat)), lse(static_cast<size_t>(t * nh));
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(qk)));
   for (const MlaSequence& s : seqs) {
-    if (s.len == 0) continue;
-    const float* keys = s.kv->cache().k(layer) + s.kv->local_slot(0) * lat;
-    cpu::AttentionParams ap;
-    ap.q = qa + s.row * nh * lat;
-    ap.q_stride = nh * lat;
-    ap.k = keys;
-    ap.v = keys;
-    ap.kv_stride = lat;
-    ap.kv_positions = s.kv->local_positions().data();
-    ap.num_kv = s.kv->num_local_tokens();
-    ap.out = o.data() + s.row * nh * lat;
-    ap.lse = lse.data() + s.row * nh;
-    ap.num_q = s.len;
-    ap.q_pos0 = s.pos0;
-    ap.num_q_heads = nh;
-    ap.num_kv_heads = 1;
-    ap.head_dim = lat;
-    ap.scale = scale;
-    ap.causal = true;
-    cpu::attention(ap);
+    const LatentBlock keys{s.kv->cache().k(layer) + s.kv->local_slot(0) * lat, s.kv->local_positions().data(),
+                           s.kv->num_local_tokens()};
+    attend_latents(qa, nh, lat, scale, s, keys, o.data(), lse.data());
   }
+  // CP: the rest of each sequence's latents are on the other ranks of the ring.
+  if (layout.config().cp > 1)
+    ring_exchange(*comms.cp, layer, lat, qa, nh, scale, seqs, t, o.data(), lse.data());
 
   // Merged states of this rank's own heads [t · hl] rows of lat.
   const int64_t rows = t * hl, chunk = rows * lat + rows;

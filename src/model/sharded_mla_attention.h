@@ -10,7 +10,10 @@
 //    owners by one all-to-all and are merged — as the dense DCP path does. At tp = dcp
 //    every rank holds ~1/tp of the latents and nothing is duplicated.
 //  - KVP: contiguous shards over the kvp groups; partial states all-gathered and merged.
-//  - PP: per layer, as everywhere. CP (ring attention) is not supported for MLA yet.
+//  - CP: each rank's latents of a sequence passed round the CP ring (the block in hand
+//    attended while the next travels), partial states merged by LSE — the dense ring,
+//    with one latent array instead of K and V.
+//  - PP: per layer, as everywhere. Helix is not supported for MLA yet.
 #pragma once
 
 #include <cstdint>
@@ -32,10 +35,15 @@ LayoutModelDims mla_layout_dims(const ModelConfig& cfg);
 Status shard_mla_layer(const ModelConfig& cfg, const DenseLayerWeights& full, const ParallelLayout& layout,
                        int rank, DenseLayerWeights& out);
 
-// One sequence's new tokens on this rank: local rows [row, row + len) at positions pos0...
+// One sequence's new tokens on this rank: local rows [row, row + len), in runs of
+// consecutive positions (one run unless CP split the chunk zig-zag).
 struct MlaSequence {
+  struct Run {
+    int64_t row, len, pos0;  // local rows [row, row + len) sit at positions pos0..
+  };
   ShardedSequenceKV* kv = nullptr;
-  int64_t row = 0, len = 0, pos0 = 0;
+  int64_t row = 0, len = 0;
+  std::vector<Run> runs;
 };
 
 // out[t, hidden] ← this rank's o_proj partial sum for its t new tokens (`normed`); the

@@ -216,7 +216,7 @@ void expect_matches_reference(const Model& m, const std::string& name, const Par
 struct LayoutCase {
   const char* label;
   Layout layout;
-  bool mla_ok = true;  // CP (ring attention) and Helix are not implemented for MLA
+  bool mla_ok = true;  // Helix is not implemented for MLA
 };
 
 void PrintTo(const LayoutCase& c, std::ostream* os) { *os << c.label; }
@@ -249,19 +249,18 @@ std::vector<LayoutCase> layout_table() {
       {"helix_kvp2_tp2_ep4_pp2",
        {.tp = 2, .ep = 4, .kvp = 2, .pp = 2, .kvp_shard = 16, .helix = true},
        false},
-      {"cp2_ep2", {.ep = 2, .cp = 2}, false},
-      {"cp2_kvp2_ep4", {.ep = 4, .kvp = 2, .cp = 2, .kvp_shard = 16}, false},
-      {"tp2_cp2_ep4", {.tp = 2, .ep = 4, .cp = 2}, false},
+      {"cp2_ep2", {.ep = 2, .cp = 2}},
+      {"cp2_kvp2_ep4", {.ep = 4, .kvp = 2, .cp = 2, .kvp_shard = 16}},
+      {"tp2_dcp2_cp2_ep4", {.tp = 2, .ep = 4, .dcp = 2, .cp = 2}},
+      {"cp4", {.cp = 4}},
+      {"tp2_cp2_ep4", {.tp = 2, .ep = 4, .cp = 2}},
   };
 }
 
-LayoutModelDims dims_of(const ModelConfig& cfg) {
-  if (cfg.is_mla()) return mla_layout_dims(cfg);
-  return {cfg.num_heads, cfg.num_kv_heads, cfg.num_layers, cfg.num_experts};
-}
+LayoutModelDims dims_of(const ModelConfig& cfg) { return ShardedDenseModel::layout_dims(cfg); }
 
 // The table's layouts that apply to a fixture: valid for its head counts (tp4 dcp4 needs
-// one kv head, i.e. MLA) and, for MLA, without CP.
+// one kv head, i.e. MLA) and, for MLA, without Helix.
 std::vector<LayoutCase> layouts_for(const std::string& name) {
   const ModelConfig cfg = load_model_config(kHf + name).value();
   std::vector<LayoutCase> out;
@@ -334,6 +333,7 @@ TEST_P(MoeMlaFixtureTest, LongPromptUnderExpertParallelism) {
   ASSERT_GE(g.ids.size(), 2000u);
   expect_matches_reference(m, GetParam(), Layout{.tp = 2, .ep = 2}.config(), g);
   expect_matches_reference(m, GetParam(), Layout{.tp = 2, .ep = 4, .kvp = 2, .kvp_shard = 1024}.config(), g);
+  expect_matches_reference(m, GetParam(), Layout{.tp = 2, .ep = 4, .cp = 2}.config(), g);
   if (m.cfg.is_mla()) expect_matches_reference(m, GetParam(), Layout{.tp = 2, .dcp = 2}.config(), g);
 }
 
@@ -347,6 +347,8 @@ TEST_P(MoeMlaFixtureTest, ChunkedPrefillOverShardedPrefix) {
                              g, 7);
     expect_matches_reference(m, GetParam(), Layout{.tp = 2, .ep = 4, .kvp = 2, .kvp_shard = 64}.config(), g,
                              64);
+    // Ring attention over a prefix already sharded over the CP ranks.
+    expect_matches_reference(m, GetParam(), Layout{.ep = 2, .cp = 2}.config(), g, 64);
   }
 }
 
@@ -501,16 +503,14 @@ TEST(ShardedMoeErrors, TpMustDivideTheExpertWidthWithoutEp) {
       << model.status().message();
 }
 
-TEST(ShardedMlaErrors, MlaUnderCpOrHelixIsRefusedClearly) {
+TEST(ShardedMlaErrors, MlaUnderHelixIsRefusedClearly) {
   const Model& m = fixture("deepseek_v3_mla");
-  for (const auto& [l, flag] : {std::pair{Layout{.cp = 2}, "--cp"},
-                                std::pair{Layout{.kvp = 2, .kvp_shard = 16, .helix = true}, "--helix"}}) {
-    auto layout = ParallelLayout::create(l.config(), m.dims()).value();
-    auto model = ShardedDenseModel::shard(m.cfg, m.weights, layout, 0);
-    ASSERT_FALSE(model.is_ok());
-    EXPECT_EQ(model.status().code(), StatusCode::kUnimplemented);
-    EXPECT_NE(model.status().message().find(flag), std::string::npos) << model.status().message();
-  }
+  auto layout =
+      ParallelLayout::create(Layout{.kvp = 2, .kvp_shard = 16, .helix = true}.config(), m.dims()).value();
+  auto model = ShardedDenseModel::shard(m.cfg, m.weights, layout, 0);
+  ASSERT_FALSE(model.is_ok());
+  EXPECT_EQ(model.status().code(), StatusCode::kUnimplemented);
+  EXPECT_NE(model.status().message().find("--helix"), std::string::npos) << model.status().message();
 }
 
 }  // namespace
