@@ -73,9 +73,6 @@ LayoutModelDims ShardedDenseModel::layout_dims(const ModelConfig& cfg) {
 Result<ShardedDenseModel> ShardedDenseModel::shard(const ModelConfig& cfg, const DenseWeights& full,
                                                    const ParallelLayout& layout, int rank) {
   const ParallelConfig& pc = layout.config();
-  if (cfg.is_mla() && pc.helix)
-    return unimplemented(std::string("ShardedDenseModel: MLA (") + architecture_name(cfg.arch) +
-                         ") under --helix is not implemented yet");
   if (pc.ep > 1 && !cfg.is_moe())
     return invalid_argument("--ep " + std::to_string(pc.ep) + " needs a mixture-of-experts model; " +
                             architecture_name(cfg.arch) + " has no routed experts");

@@ -1,9 +1,11 @@
 #include "model/sharded_mla_attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 
+#include "model/helix_attention.h"
 #include "model/weight_linear.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/linear.h"
@@ -155,7 +157,11 @@ Status shard_mla_layer(const ModelConfig& cfg, const DenseLayerWeights& full, co
   out.kv_a_norm = full.kv_a_norm;
   out.k_up_t = full.k_up_t.slice(0, h0, h0 + hl);
   out.v_up = full.v_up.slice(0, h0, h0 + hl);
-  out.o_proj = full.o_proj.slice(1, h0 * vd, (h0 + hl) * vd).contiguous();
+  // o_proj's input columns: the rank's heads, or under Helix its KVP rank's share of them.
+  const int kvp_rank = layout.coords(rank).kvp;
+  const int64_t o0 = layout.config().helix ? h0 + layout.helix_first_head(kvp_rank) : h0;
+  const int64_t o1 = layout.config().helix ? h0 + layout.helix_first_head(kvp_rank + 1) : h0 + hl;
+  out.o_proj = full.o_proj.slice(1, o0 * vd, o1 * vd).contiguous();
   return Status::ok();
 }
 
@@ -271,7 +277,20 @@ void sharded_mla_attention_forward(const ModelConfig& cfg, const ParallelLayout&
     ml = std::move(lse);
   }
   const int kvp = layout.config().kvp;
-  if (kvp > 1) {
+  // Heads whose output this rank projects: all of its TP heads, or under Helix its
+  // share of them after the all-to-all that merges every KV shard's partial state.
+  int64_t h_first = 0, h_count = hl;
+  Tensor helix_merged;
+  const float* merged = mo.data();
+  if (layout.config().helix) {
+    const int k = comms.kvp->rank();  // the KVP group is ordered by kvp coordinate
+    h_first = layout.helix_first_head(k);
+    h_count = layout.helix_first_head(k + 1) - h_first;
+    if (kvp > 1) {
+      helix_merged = helix_exchange(layout, k, mo.data(), ml.data(), t, lat, *comms.kvp);
+      merged = helix_merged.data<float>();
+    }
+  } else if (kvp > 1) {
     // KVP: the other groups attended over other shards of the tokens with the same heads.
     std::vector<float> mine(static_cast<size_t>(chunk)), all(static_cast<size_t>(kvp * chunk));
     copy_floats(mine.data(), mo.data(), rows * lat);
@@ -282,12 +301,17 @@ void sharded_mla_attention_forward(const ModelConfig& cfg, const ParallelLayout&
 
   // out = o_proj(heads), heads[h] = latent output's first kv_lora dims · W_uv[h]ᵀ.
   if (t == 0) return;
+  if (h_count == 0) {  // a Helix rank with no heads of its own adds nothing to the all-reduce
+    std::fill(out, out + t * cfg.hidden_size, 0.0f);
+    return;
+  }
   std::vector<float> in(static_cast<size_t>(t * lora)), res(static_cast<size_t>(t * vd));
-  std::vector<float> heads(static_cast<size_t>(t * hl * vd));
-  for (int64_t h = 0; h < hl; ++h) {
-    for (int64_t i = 0; i < t; ++i) copy_floats(in.data() + i * lora, mo.data() + (i * hl + h) * lat, lora);
-    linear_f32(in.data(), t, lw.v_up.data<float>() + h * vd * lora, vd, lora, res.data());
-    for (int64_t i = 0; i < t; ++i) copy_floats(heads.data() + (i * hl + h) * vd, res.data() + i * vd, vd);
+  std::vector<float> heads(static_cast<size_t>(t * h_count * vd));
+  for (int64_t j = 0; j < h_count; ++j) {
+    for (int64_t i = 0; i < t; ++i) copy_floats(in.data() + i * lora, merged + (i * h_count + j) * lat, lora);
+    linear_f32(in.data(), t, lw.v_up.data<float>() + (h_first + j) * vd * lora, vd, lora, res.data());
+    for (int64_t i = 0; i < t; ++i)
+      copy_floats(heads.data() + (i * h_count + j) * vd, res.data() + i * vd, vd);
   }
   weight_linear(heads.data(), t, lw.o_proj, out);
 }

@@ -13,7 +13,11 @@
 //  - CP: each rank's latents of a sequence passed round the CP ring (the block in hand
 //    attended while the next travels), partial states merged by LSE — the dense ring,
 //    with one latent array instead of K and V.
-//  - PP: per layer, as everywhere. Helix is not supported for MLA yet.
+//  - Helix: H = 1 makes TPA 1, so every rank of the helix group computes all heads'
+//    absorbed queries over its KVP shard of the latents; one all-to-all in the KVP
+//    group (helix_exchange) leaves each rank the merged output of its share of the
+//    heads, projected by its o_proj columns (row-parallel over the helix group).
+//  - PP: per layer, as everywhere.
 #pragma once
 
 #include <cstdint>

@@ -216,7 +216,6 @@ void expect_matches_reference(const Model& m, const std::string& name, const Par
 struct LayoutCase {
   const char* label;
   Layout layout;
-  bool mla_ok = true;  // Helix is not implemented for MLA
 };
 
 void PrintTo(const LayoutCase& c, std::ostream* os) { *os << c.label; }
@@ -242,13 +241,14 @@ std::vector<LayoutCase> layout_table() {
       {"tp2_dcp2_kvp2_ep4", {.tp = 2, .ep = 4, .dcp = 2, .kvp = 2, .kvp_shard = 16}},
       {"tp2_dcp2_pp2_ep2", {.tp = 2, .ep = 2, .dcp = 2, .pp = 2}},
       {"kvp4_ep4", {.ep = 4, .kvp = 4, .kvp_shard = 16}},
-      {"helix_kvp2_tp2", {.tp = 2, .kvp = 2, .kvp_shard = 16, .helix = true}, false},
-      {"helix_kvp2_tp2_ep4", {.tp = 2, .ep = 4, .kvp = 2, .kvp_shard = 16, .helix = true}, false},
-      {"helix_kvp2_tp2_ep2", {.tp = 2, .ep = 2, .kvp = 2, .kvp_shard = 32, .helix = true}, false},
-      {"helix_kvp2_ep2", {.ep = 2, .kvp = 2, .kvp_shard = 16, .helix = true}, false},
-      {"helix_kvp2_tp2_ep4_pp2",
-       {.tp = 2, .ep = 4, .kvp = 2, .pp = 2, .kvp_shard = 16, .helix = true},
-       false},
+      {"helix_kvp2_tp2", {.tp = 2, .kvp = 2, .kvp_shard = 16, .helix = true}},
+      {"helix_kvp2_tp2_ep4", {.tp = 2, .ep = 4, .kvp = 2, .kvp_shard = 16, .helix = true}},
+      {"helix_kvp2_tp2_ep2", {.tp = 2, .ep = 2, .kvp = 2, .kvp_shard = 32, .helix = true}},
+      {"helix_kvp2_ep2", {.ep = 2, .kvp = 2, .kvp_shard = 16, .helix = true}},
+      {"helix_kvp4", {.kvp = 4, .kvp_shard = 16, .helix = true}},
+      {"helix_kvp4_ep4", {.ep = 4, .kvp = 4, .kvp_shard = 16, .helix = true}},
+      {"helix_kvp2_ep2_pp2", {.ep = 2, .kvp = 2, .pp = 2, .kvp_shard = 16, .helix = true}},
+      {"helix_kvp2_tp2_ep4_pp2", {.tp = 2, .ep = 4, .kvp = 2, .pp = 2, .kvp_shard = 16, .helix = true}},
       {"cp2_ep2", {.ep = 2, .cp = 2}},
       {"cp2_kvp2_ep4", {.ep = 4, .kvp = 2, .cp = 2, .kvp_shard = 16}},
       {"tp2_dcp2_cp2_ep4", {.tp = 2, .ep = 4, .dcp = 2, .cp = 2}},
@@ -260,13 +260,12 @@ std::vector<LayoutCase> layout_table() {
 LayoutModelDims dims_of(const ModelConfig& cfg) { return ShardedDenseModel::layout_dims(cfg); }
 
 // The table's layouts that apply to a fixture: valid for its head counts (tp4 dcp4 needs
-// one kv head, i.e. MLA) and, for MLA, without Helix.
+// one kv head, i.e. MLA; Helix's TPA ≤ H leaves MLA tpa 1).
 std::vector<LayoutCase> layouts_for(const std::string& name) {
   const ModelConfig cfg = load_model_config(kHf + name).value();
   std::vector<LayoutCase> out;
   for (const LayoutCase& c : layout_table())
-    if ((!cfg.is_mla() || c.mla_ok) && ParallelLayout::validate(c.layout.config(), dims_of(cfg)).is_ok())
-      out.push_back(c);
+    if (ParallelLayout::validate(c.layout.config(), dims_of(cfg)).is_ok()) out.push_back(c);
   return out;
 }
 
@@ -312,10 +311,9 @@ TEST(MoeMlaLayoutTable, CoversEpTwoAndFourWithTpOneAndTwoAndTpDcpForMla) {
       helix_ep |= l.helix && l.ep == l.tp * l.kvp;  // Helix's FFN as EP over all its ranks
     }
     EXPECT_TRUE(ep2_tp1 && ep2_tp2 && ep4_tp1 && ep4_tp2) << name;
+    EXPECT_TRUE(helix_ep) << name;
     if (std::string(name) == "deepseek_v3_mla") {
       EXPECT_TRUE(tp2_dcp2);
-    } else {
-      EXPECT_TRUE(helix_ep) << name;
     }
   }
 }
@@ -334,6 +332,8 @@ TEST_P(MoeMlaFixtureTest, LongPromptUnderExpertParallelism) {
   expect_matches_reference(m, GetParam(), Layout{.tp = 2, .ep = 2}.config(), g);
   expect_matches_reference(m, GetParam(), Layout{.tp = 2, .ep = 4, .kvp = 2, .kvp_shard = 1024}.config(), g);
   expect_matches_reference(m, GetParam(), Layout{.tp = 2, .ep = 4, .cp = 2}.config(), g);
+  expect_matches_reference(m, GetParam(),
+                           Layout{.ep = 2, .kvp = 2, .kvp_shard = 1056, .helix = true}.config(), g);
   if (m.cfg.is_mla()) expect_matches_reference(m, GetParam(), Layout{.tp = 2, .dcp = 2}.config(), g);
 }
 
@@ -501,16 +501,6 @@ TEST(ShardedMoeErrors, TpMustDivideTheExpertWidthWithoutEp) {
   ASSERT_FALSE(model.is_ok());
   EXPECT_NE(model.status().message().find("must divide the expert MLP width 46"), std::string::npos)
       << model.status().message();
-}
-
-TEST(ShardedMlaErrors, MlaUnderHelixIsRefusedClearly) {
-  const Model& m = fixture("deepseek_v3_mla");
-  auto layout =
-      ParallelLayout::create(Layout{.kvp = 2, .kvp_shard = 16, .helix = true}.config(), m.dims()).value();
-  auto model = ShardedDenseModel::shard(m.cfg, m.weights, layout, 0);
-  ASSERT_FALSE(model.is_ok());
-  EXPECT_EQ(model.status().code(), StatusCode::kUnimplemented);
-  EXPECT_NE(model.status().message().find("--helix"), std::string::npos) << model.status().message();
 }
 
 }  // namespace
