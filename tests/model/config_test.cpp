@@ -292,6 +292,36 @@ TEST(ConfigErrorTest, KvLoraRankMissing) {
   json j = deepseek_config();
   j.erase("kv_lora_rank");
   expect_error(j, StatusCode::kInvalidArgument, {"kv_lora_rank"});
+  j["kv_lora_rank"] = 0;  // present but not a latent width
+  expect_error(j, StatusCode::kInvalidArgument, {"kv_lora_rank"});
+}
+
+// Group-limited routing needs whole groups, and enough experts in the chosen groups.
+TEST(ConfigErrorTest, ExpertsNotDivisibleIntoGroups) {
+  json j = deepseek_config();
+  j["n_group"] = 3;  // 8 experts
+  j["topk_group"] = 2;
+  expect_error(j, StatusCode::kInvalidArgument, {"n_routed_experts", "n_group = 3"});
+}
+
+TEST(ConfigErrorTest, TopKExceedsTheExpertsOfTheChosenGroups) {
+  json j = deepseek_config();  // 8 experts in 2 groups of 4, topk_group 1
+  j["num_experts_per_tok"] = 5;
+  expect_error(j, StatusCode::kInvalidArgument, {"top-k > experts in the selected groups", "topk_group"});
+  j["topk_group"] = 2;
+  EXPECT_TRUE(parse_status(j).is_ok());
+}
+
+TEST(ConfigErrorTest, Qwen3MoeNeedsItsExpertWidth) {
+  json j = json::parse(R"({"architectures": ["Qwen3MoeForCausalLM"], "vocab_size": 32, "hidden_size": 64,
+    "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4, "head_dim": 16,
+    "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "num_experts": 8, "num_experts_per_tok": 2,
+    "moe_intermediate_size": 48})");
+  ASSERT_TRUE(parse_status(j).is_ok()) << parse_status(j).to_string();
+  j.erase("moe_intermediate_size");
+  expect_error(j, StatusCode::kInvalidArgument, {"moe_intermediate_size"});
+  j["moe_intermediate_size"] = 0;
+  expect_error(j, StatusCode::kInvalidArgument, {"moe_intermediate_size"});
 }
 
 TEST(ConfigErrorTest, HeadCounts) {
