@@ -437,6 +437,25 @@ TEST(ShardedMoeDeterminism, SameExpertParallelLayoutTwiceIsBitwiseIdentical) {
   EXPECT_TRUE(bitwise_equal(a.trace.step_logits, b.trace.step_logits));
 }
 
+// EP groups: ep consecutive ranks of a stage; experts split contiguously over them.
+TEST(ShardedMoeLayout, EpGroupsAreRunsOfConsecutiveRanksInsideAStage) {
+  const Model& m = fixture("qwen3_moe");  // 8 experts
+  auto layout =
+      ParallelLayout::create(Layout{.tp = 2, .ep = 2, .kvp = 2, .pp = 2, .kvp_shard = 16}.config(), m.dims())
+          .value();
+  EXPECT_EQ(layout.ep_group(0).ranks, (std::vector<int>{0, 1}));
+  EXPECT_EQ(layout.ep_group(3).ranks, (std::vector<int>{2, 3}));
+  EXPECT_EQ(layout.ep_group(6).ranks, (std::vector<int>{6, 7}));  // stage 1: ranks 4..7
+  EXPECT_EQ(layout.ep_index(5), 1);
+  EXPECT_EQ(layout.num_local_experts(), 4);
+  EXPECT_EQ(layout.first_expert(1), 4);
+  EXPECT_NE(layout.to_string().find("ep=2"), std::string::npos) << layout.to_string();
+  auto whole =
+      ParallelLayout::create(Layout{.tp = 2, .ep = 4, .kvp = 2, .kvp_shard = 16}.config(), m.dims()).value();
+  EXPECT_EQ(whole.ep_group(2).ranks, (std::vector<int>{0, 1, 2, 3}));  // spans the TP and KVP groups
+  EXPECT_EQ(whole.num_local_experts(), 2);
+}
+
 // Invalid configurations are refused with a message naming the flag and the rule.
 TEST(ShardedMoeErrors, EpMustDivideTheExperts) {
   const Model& m = fixture("qwen3_moe");  // 8 experts
