@@ -14,10 +14,10 @@
 // seeded random (router included, so routing is near-balanced); the layer's shape and
 // routing rules come from the config.
 #include <algorithm>
-#include <cstdlib>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <random>
 #include <sstream>
 #include <string>
@@ -100,9 +100,10 @@ longctx::Result<longctx::ModelConfig> load_config(const std::string& spec) {
 }
 
 int usage() {
-  std::fprintf(stderr,
-               "usage: longctx_bench_moe --config DIR|ARCH/PRESET [--dtype f32|bf16] [--tokens 1,16,256,2048] "
-               "[--repeats 3]\n");
+  std::fprintf(
+      stderr,
+      "usage: longctx_bench_moe --config DIR|ARCH/PRESET [--dtype f32|bf16] [--tokens 1,16,256,2048] "
+      "[--repeats 3]\n");
   return 2;
 }
 
@@ -114,11 +115,16 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (i + 1 >= argc) return usage();
-    if (a == "--config") config_spec = argv[++i];
-    else if (a == "--dtype") dtype_name = argv[++i];
-    else if (a == "--tokens") tokens_list = argv[++i];
-    else if (a == "--repeats") repeats = std::stoi(argv[++i]);
-    else return usage();
+    if (a == "--config")
+      config_spec = argv[++i];
+    else if (a == "--dtype")
+      dtype_name = argv[++i];
+    else if (a == "--tokens")
+      tokens_list = argv[++i];
+    else if (a == "--repeats")
+      repeats = std::stoi(argv[++i]);
+    else
+      return usage();
   }
   if (config_spec.empty() || repeats < 1) return usage();
   const DType dtype = dtype_name == "bf16" ? DType::kBF16 : DType::kF32;
@@ -153,18 +159,21 @@ int main(int argc, char** argv) {
     lw.router_bias = random_tensor({e_count}, DType::kF32, 2, 0.01f);
     if (cfg.n_shared_experts > 0) {
       const int64_t si = mi * cfg.n_shared_experts;
-      lw.shared_expert = {random_tensor({2 * si, h}, dtype, 3, 0.05f), random_tensor({h, si}, dtype, 4, 0.05f)};
+      lw.shared_expert = {random_tensor({2 * si, h}, dtype, 3, 0.05f),
+                          random_tensor({h, si}, dtype, 4, 0.05f)};
     }
   }
   // The floor: one dense MLP of width top_k × moe_intermediate (+ the shared experts).
-  const int64_t dense_inter = k * mi + (cfg.arch == longctx::Architecture::kDeepseekV3 ? cfg.n_shared_experts * mi : 0);
+  const int64_t dense_inter =
+      k * mi + (cfg.arch == longctx::Architecture::kDeepseekV3 ? cfg.n_shared_experts * mi : 0);
   const Tensor floor_gate_up = random_tensor({2 * dense_inter, h}, dtype, 5, 0.05f);
   const Tensor floor_down = random_tensor({h, dense_inter}, dtype, 6, 0.05f);
 
   for (int64_t t : token_counts) {
     const Tensor x = random_tensor({t, h}, DType::kF32, 7 + static_cast<uint64_t>(t), 1.0f);
     std::vector<float> residual(static_cast<size_t>(t * h), 0.0f);
-    std::vector<float> gate_up(static_cast<size_t>(t * 2 * dense_inter)), act(static_cast<size_t>(t * dense_inter));
+    std::vector<float> gate_up(static_cast<size_t>(t * 2 * dense_inter)),
+        act(static_cast<size_t>(t * dense_inter));
     const auto [moe, dense] = time_pair(
         repeats, [&] { longctx::moe_mlp_forward(cfg, lw, x.data<float>(), t, residual.data()); },
         [&] {
@@ -175,28 +184,29 @@ int main(int argc, char** argv) {
         });
     const double moe_s = moe.cpu_s, floor_s = dense.cpu_s;
     const double flops = 2.0 * static_cast<double>(t) * 3.0 * static_cast<double>(h * dense_inter);
-    nlohmann::json j = {{"bench", "moe_layer"},
-                        {"config", config_spec},
-                        {"model_type", cfg.model_type},
-                        {"hidden", h},
-                        {"experts", e_count},
-                        {"top_k", k},
-                        {"moe_intermediate", mi},
-                        {"shared_experts", cfg.n_shared_experts},
-                        {"weights", dtype_name},
-                        {"tokens", t},
-                        {"repeats", repeats},
-                        {"moe_s", moe_s},
-                        {"moe_tok_s", static_cast<double>(t) / moe_s},
-                        {"moe_gflops", flops / moe_s / 1e9},
-                        {"floor_s", floor_s},
-                        {"floor_tok_s", static_cast<double>(t) / floor_s},
-                        {"floor_gflops", flops / floor_s / 1e9},
-                        {"floor_over_moe", floor_s / moe_s},
-                        {"clock", "process CPU time"},
-                        {"moe_wall_s", moe.wall_s},
-                        {"floor_wall_s", dense.wall_s},
-                        {"threads", std::getenv("OMP_NUM_THREADS") ? std::getenv("OMP_NUM_THREADS") : "unset"}};
+    nlohmann::json j = {
+        {"bench", "moe_layer"},
+        {"config", config_spec},
+        {"model_type", cfg.model_type},
+        {"hidden", h},
+        {"experts", e_count},
+        {"top_k", k},
+        {"moe_intermediate", mi},
+        {"shared_experts", cfg.n_shared_experts},
+        {"weights", dtype_name},
+        {"tokens", t},
+        {"repeats", repeats},
+        {"moe_s", moe_s},
+        {"moe_tok_s", static_cast<double>(t) / moe_s},
+        {"moe_gflops", flops / moe_s / 1e9},
+        {"floor_s", floor_s},
+        {"floor_tok_s", static_cast<double>(t) / floor_s},
+        {"floor_gflops", flops / floor_s / 1e9},
+        {"floor_over_moe", floor_s / moe_s},
+        {"clock", "process CPU time"},
+        {"moe_wall_s", moe.wall_s},
+        {"floor_wall_s", dense.wall_s},
+        {"threads", std::getenv("OMP_NUM_THREADS") ? std::getenv("OMP_NUM_THREADS") : "unset"}};
     std::printf("%s\n", j.dump().c_str());
     std::fflush(stdout);
   }

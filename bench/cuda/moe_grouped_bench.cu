@@ -42,13 +42,13 @@ using namespace longctx::cuda;
       std::exit(1);                                                                              \
     }                                                                                            \
   } while (0)
-#define CHECK_BLAS(expr)                                                                         \
-  do {                                                                                           \
-    const cublasStatus_t s_ = (expr);                                                            \
-    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                           \
-      std::fprintf(stderr, "%s:%d %s: cuBLAS status %d\n", __FILE__, __LINE__, #expr, int(s_));  \
-      std::exit(1);                                                                              \
-    }                                                                                            \
+#define CHECK_BLAS(expr)                                                                        \
+  do {                                                                                          \
+    const cublasStatus_t s_ = (expr);                                                           \
+    if (s_ != CUBLAS_STATUS_SUCCESS) {                                                          \
+      std::fprintf(stderr, "%s:%d %s: cuBLAS status %d\n", __FILE__, __LINE__, #expr, int(s_)); \
+      std::exit(1);                                                                             \
+    }                                                                                           \
   } while (0)
 
 __global__ void fill_random(__nv_bfloat16* p, size_t n, uint32_t seed, float scale) {
@@ -133,7 +133,8 @@ int main() {
   GroupedGemmContext ctx{{lt, ws, ws_bytes}, blas, ptrs};
   cudaDeviceProp prop{};
   CHECK(cudaGetDeviceProperties(&prop, 0));
-  std::printf("{\"bench\": \"device\", \"name\": \"%s\", \"sms\": %d}\n", prop.name, prop.multiProcessorCount);
+  std::printf("{\"bench\": \"device\", \"name\": \"%s\", \"sms\": %d}\n", prop.name,
+              prop.multiProcessorCount);
 
   for (const MoeShape& s : shapes) {
     struct Gemm {
@@ -160,11 +161,14 @@ int main() {
       std::string list;
       for (int64_t c : counts) list += (list.empty() ? "" : ", ") + std::to_string(c);
       std::printf(
-          "{\"bench\": \"moe_routing\", \"shape\": \"%s\", \"experts\": %lld, \"top_k\": %lld, \"hidden\": %lld, "
-          "\"inter\": %lld, \"tokens\": %lld, \"rows\": %lld, \"max_over_mean\": %.3f, \"empty_experts\": %lld, "
+          "{\"bench\": \"moe_routing\", \"shape\": \"%s\", \"experts\": %lld, \"top_k\": %lld, \"hidden\": "
+          "%lld, "
+          "\"inter\": %lld, \"tokens\": %lld, \"rows\": %lld, \"max_over_mean\": %.3f, \"empty_experts\": "
+          "%lld, "
           "\"counts\": [%s]}\n",
           s.name, (long long)s.experts, (long long)s.top_k, (long long)s.hidden, (long long)s.inter,
-          (long long)tokens, (long long)rows, static_cast<double>(max_count) / mean, (long long)empty, list.c_str());
+          (long long)tokens, (long long)rows, static_cast<double>(max_count) / mean, (long long)empty,
+          list.c_str());
       for (int g = 0; g < 2; ++g) {
         GroupedLinearParams p;
         p.x = x;
@@ -174,13 +178,16 @@ int main() {
         p.num_experts = s.experts;
         p.n = gemms[g].n;
         p.k = gemms[g].k;
-        const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(p.n) * static_cast<double>(p.k);
+        const double flops =
+            2.0 * static_cast<double>(rows) * static_cast<double>(p.n) * static_cast<double>(p.k);
         auto emit = [&](const char* method, double ms) {
           std::printf(
-              "{\"bench\": \"moe_gemm\", \"impl\": \"longctx\", \"shape\": \"%s\", \"tokens\": %lld, \"rows\": %lld, "
-              "\"gemm\": \"%s\", \"n\": %lld, \"k\": %lld, \"method\": \"%s\", \"ms\": %.4f, \"tflops\": %.1f}\n",
-              s.name, (long long)tokens, (long long)rows, gemms[g].name, (long long)p.n, (long long)p.k, method, ms,
-              flops / (ms * 1e-3) / 1e12);
+              "{\"bench\": \"moe_gemm\", \"impl\": \"longctx\", \"shape\": \"%s\", \"tokens\": %lld, "
+              "\"rows\": %lld, "
+              "\"gemm\": \"%s\", \"n\": %lld, \"k\": %lld, \"method\": \"%s\", \"ms\": %.4f, \"tflops\": "
+              "%.1f}\n",
+              s.name, (long long)tokens, (long long)rows, gemms[g].name, (long long)p.n, (long long)p.k,
+              method, ms, flops / (ms * 1e-3) / 1e12);
           std::fflush(stdout);
         };
         for (GroupedGemmMethod m :
@@ -188,8 +195,8 @@ int main() {
           const double ms = median_ms([&] { CHECK_BLAS(grouped_linear(ctx, p, m, stream)); }, stream);
           std::string name = grouped_gemm_method_name(m);
           if (m == GroupedGemmMethod::kAuto)  // "auto:<the method it chose>"
-            name += std::string(":") + grouped_gemm_method_name(choose_grouped_gemm_method(
-                                            offsets.data(), s.experts, p.n, p.k));
+            name += std::string(":") +
+                    grouped_gemm_method_name(choose_grouped_gemm_method(offsets.data(), s.experts, p.n, p.k));
           emit(name.c_str(), ms);
         }
         LinearParams d;

@@ -17,8 +17,12 @@ void add_make_model_command(CLI::App& app, CommandRunner& run) {
   };
   auto f = std::make_shared<Flags>();
   CLI::App* cmd = app.add_subcommand("make-model", "Write a random-weight Hugging Face checkpoint with a real tokenizer");
-  cmd->add_option("--arch", f->arch, "Architecture: qwen3, qwen2, llama, mixtral, qwen3_moe, deepseek_v3")->capture_default_str();
-  cmd->add_option("--preset", f->preset, "Shape preset: tiny, 0.6b (qwen3), 8b (qwen3, llama), 8x7b (mixtral), 30b-a3b (qwen3_moe), 671b (deepseek_v3)")->capture_default_str();
+  cmd->add_option("--arch", f->arch, "Architecture: qwen3, qwen2, llama, mixtral, qwen3_moe, deepseek_v3")
+      ->capture_default_str();
+  cmd->add_option("--preset", f->preset,
+                  "Shape preset: tiny, 0.6b (qwen3), 8b (qwen3, llama), 8x7b (mixtral), 30b-a3b (qwen3_moe), "
+                  "671b (deepseek_v3)")
+      ->capture_default_str();
   cmd->add_option("--out", f->out, "Output directory")->required();
   cmd->add_option("--dtype", f->dtype, "Weights on disk: bfloat16, float16, float32")->capture_default_str();
   cmd->add_option("--seed", f->seed, "Seed of the random weights")->capture_default_str();

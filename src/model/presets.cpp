@@ -256,9 +256,9 @@ std::vector<std::pair<std::string, Shape>> checkpoint_tensors(const ModelConfig&
 }  // namespace
 
 std::vector<std::string> model_preset_names() {
-  return {"qwen3/tiny",     "qwen3/0.6b",       "qwen3/8b",         "qwen2/tiny",      "llama/tiny",
-          "llama/8b",       "mixtral/tiny",     "mixtral/8x7b",     "qwen3_moe/tiny",  "qwen3_moe/30b-a3b",
-          "deepseek_v3/tiny", "deepseek_v3/671b"};
+  return {"qwen3/tiny",     "qwen3/0.6b",        "qwen3/8b",         "qwen2/tiny",
+          "llama/tiny",     "llama/8b",          "mixtral/tiny",     "mixtral/8x7b",
+          "qwen3_moe/tiny", "qwen3_moe/30b-a3b", "deepseek_v3/tiny", "deepseek_v3/671b"};
 }
 
 Result<ModelPreset> find_model_preset(const std::string& arch, const std::string& preset) {
@@ -284,7 +284,8 @@ Result<ModelPreset> find_model_preset(const std::string& arch, const std::string
       // Mixtral's own tokenizer (SentencePiece, 32000 tokens) is not among the fetched
       // ones; the tiny model borrows Llama 3.1's, with its vocabulary and special ids.
       p.tokenizer_name = "llama3_1";
-      p.config = mixtral_config({128, 2, 4, 2, 32, 256, 128256, 32768, true}, 4, 2, 128000, {128001, 128008, 128009});
+      p.config = mixtral_config({128, 2, 4, 2, 32, 256, 128256, 32768, true}, 4, 2, 128000,
+                                {128001, 128008, 128009});
     } else if (preset == "8x7b") {  // Mixtral-8x7B-v0.1: written without tokenizer files
       p.config = mixtral_config({4096, 32, 32, 8, 128, 14336, 32000, 32768, false}, 8, 2, 1, 2);
     }
@@ -298,7 +299,8 @@ Result<ModelPreset> find_model_preset(const std::string& arch, const std::string
   } else if (arch == "deepseek_v3") {
     p.tokenizer_name = "deepseek_v3";
     if (preset == "tiny") {  // one dense layer, then routed layers; 8 experts in 4 groups
-      p.config = deepseek_v3_config({128, 3, 4, 256, 64, 129280, 16384, 64, 32, 16, 32, 32, 8, 1, 2, 4, 2, 1, true});
+      p.config =
+          deepseek_v3_config({128, 3, 4, 256, 64, 129280, 16384, 64, 32, 16, 32, 32, 8, 1, 2, 4, 2, 1, true});
     } else if (preset == "671b") {  // DeepSeek-V3 (the main model; the MTP layer is not loaded)
       p.config = deepseek_v3_config(
           {7168, 61, 128, 18432, 2048, 129280, 163840, 1536, 512, 64, 128, 128, 256, 1, 8, 8, 4, 3, false});
@@ -325,7 +327,8 @@ Status make_model(const ModelPreset& preset, const MakeModelOptions& opts) {
                          " is missing (run scripts/fetch_tokenizers.sh, or pass --tokenizers-dir)");
   json cfg = preset.config;
   cfg["torch_dtype"] = opts.dtype;
-  LONGCTX_ASSIGN_OR_RETURN(ModelConfig mc, parse_model_config(cfg, "preset " + preset.arch + "/" + preset.preset));
+  LONGCTX_ASSIGN_OR_RETURN(ModelConfig mc,
+                           parse_model_config(cfg, "preset " + preset.arch + "/" + preset.preset));
   std::error_code ec;
   fs::create_directories(opts.out_dir, ec);
   if (ec) return invalid_argument("cannot create --out " + opts.out_dir.string() + ": " + ec.message());
@@ -350,7 +353,8 @@ Status make_model(const ModelPreset& preset, const MakeModelOptions& opts) {
     std::vector<float> values(static_cast<size_t>(count));
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < count; ++i) {
-      const double u = static_cast<double>(splitmix64(stream + static_cast<uint64_t>(first + i)) >> 11) * 0x1.0p-53;
+      const double u =
+          static_cast<double>(splitmix64(stream + static_cast<uint64_t>(first + i)) >> 11) * 0x1.0p-53;
       const float x = static_cast<float>(2.0 * u - 1.0);
       values[static_cast<size_t>(i)] = norm ? 1.0f + 0.1f * x : half_width * x;
     }

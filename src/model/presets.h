@@ -19,8 +19,8 @@
 namespace longctx {
 
 struct ModelPreset {
-  std::string arch;    // "qwen3", "qwen2", "llama", "mixtral", "qwen3_moe", "deepseek_v3"
-  std::string preset;  // "tiny", "0.6b", "8b", "8x7b", "30b-a3b", "671b"
+  std::string arch;            // "qwen3", "qwen2", "llama", "mixtral", "qwen3_moe", "deepseek_v3"
+  std::string preset;          // "tiny", "0.6b", "8b", "8x7b", "30b-a3b", "671b"
   nlohmann::json config;       // config.json content (transformers 4.x form, as on the Hub)
   std::string tokenizer_name;  // folder under the tokenizers directory; empty: none is written
 };

@@ -1,8 +1,9 @@
-// Grouped expert GEMMs (ops/cuda/grouped_gemm.h), both methods, against a float64 host
-// reference from the same bf16 inputs: each expert's rows checked on their own (‖out −
-// ref‖/‖ref‖ ≤ 1e-2: one rounding of y to bf16, as the plain GEMM), outputs poisoned
-// first so a row no GEMM wrote fails; uneven loads with empty experts (first, middle,
-// last) and a single-row expert; bad offsets are refused before anything runs.
+// Grouped expert GEMMs (ops/cuda/grouped_gemm.h), every method (loop, grouped, auto),
+// against a float64 host reference from the same bf16 inputs: each expert's rows checked
+// on their own (‖out − ref‖/‖ref‖ ≤ 1e-2: one rounding of y to bf16, as the plain GEMM),
+// outputs poisoned first so a row no GEMM wrote fails; uneven loads with empty experts
+// (first, middle, last) and a single-row expert; bad offsets are refused before anything
+// runs; kAuto's choice in the two measured regimes.
 #include <cublasLt.h>
 #include <cublas_v2.h>
 
@@ -92,11 +93,12 @@ TEST_P(GroupedGemmTest, EachExpertMatchesFloat64Reference) {
 INSTANTIATE_TEST_SUITE_P(
     Shapes, GroupedGemmTest,
     ::testing::Combine(
-        ::testing::Values(GroupedCase{{3, 0, 17, 1, 40}, 48, 64},                       // empty middle, 1-row expert
-                          GroupedCase{{0, 5, 0, 0, 33, 2, 0}, 256, 128},                // empty first and last
-                          GroupedCase{{64, 64, 64, 64}, 96, 200},                       // balanced; k not a power of 2
+        ::testing::Values(GroupedCase{{3, 0, 17, 1, 40}, 48, 64},         // empty middle, 1-row expert
+                          GroupedCase{{0, 5, 0, 0, 33, 2, 0}, 256, 128},  // empty first and last
+                          GroupedCase{{64, 64, 64, 64}, 96, 200},         // balanced; k not a power of 2
                           GroupedCase{{1, 7, 130, 0, 19, 300, 2, 45, 0, 9, 77, 1}, 384, 256}),  // skewed
-        ::testing::Values(GroupedGemmMethod::kLoopLt, GroupedGemmMethod::kCublasGrouped, GroupedGemmMethod::kAuto)));
+        ::testing::Values(GroupedGemmMethod::kLoopLt, GroupedGemmMethod::kCublasGrouped,
+                          GroupedGemmMethod::kAuto)));
 
 // kAuto's cost model picks the grouped call for many small experts and the loop for a few
 // large ones — the two regimes measured (Qwen3-30B-A3B and Mixtral-8x7B at 256 tokens).
@@ -132,7 +134,8 @@ TEST(GroupedGemm, BadOffsetsAndMissingWorkspacesAreRefused) {
   p.num_experts = 4;
   GroupedGemmContext no_ptrs = cx.ctx;
   no_ptrs.pointer_arrays = nullptr;
-  EXPECT_EQ(CUBLAS_STATUS_INVALID_VALUE, grouped_linear(no_ptrs, p, GroupedGemmMethod::kCublasGrouped, nullptr));
+  EXPECT_EQ(CUBLAS_STATUS_INVALID_VALUE,
+            grouped_linear(no_ptrs, p, GroupedGemmMethod::kCublasGrouped, nullptr));
   p.y = nullptr;
   EXPECT_EQ(CUBLAS_STATUS_INVALID_VALUE, grouped_linear(cx.ctx, p, GroupedGemmMethod::kLoopLt, nullptr));
   // No rows at all: nothing to do, y untouched.

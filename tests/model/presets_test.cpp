@@ -22,7 +22,8 @@ namespace fs = std::filesystem;
 class PresetTest : public ::testing::TestWithParam<std::pair<std::string, std::string>> {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("longctx_preset_" + GetParam().first + "_" + std::to_string(::getpid()));
+    dir_ =
+        fs::temp_directory_path() / ("longctx_preset_" + GetParam().first + "_" + std::to_string(::getpid()));
     fs::remove_all(dir_);
   }
   void TearDown() override { fs::remove_all(dir_); }
@@ -61,7 +62,8 @@ TEST_P(PresetTest, WritesALoadableCheckpointThatGenerates) {
 
 INSTANTIATE_TEST_SUITE_P(Tiny, PresetTest,
                          ::testing::Values(std::make_pair("qwen3", "qwen3"), std::make_pair("qwen2", "qwen2"),
-                                           std::make_pair("llama", "llama"), std::make_pair("mixtral", "mixtral"),
+                                           std::make_pair("llama", "llama"),
+                                           std::make_pair("mixtral", "mixtral"),
                                            std::make_pair("qwen3_moe", "qwen3_moe"),
                                            std::make_pair("deepseek_v3", "deepseek_v3")));
 
@@ -121,7 +123,8 @@ ParamCount count_params(const ModelConfig& c) {
     const double qk = static_cast<double>(c.qk_nope_head_dim + c.qk_rope_head_dim);
     const double ql = static_cast<double>(c.q_lora_rank), kl = static_cast<double>(c.kv_lora_rank);
     attn = h * ql + ql * hq * qk + h * (kl + static_cast<double>(c.qk_rope_head_dim)) +
-           kl * hq * static_cast<double>(c.qk_nope_head_dim + c.v_head_dim) + hq * static_cast<double>(c.v_head_dim) * h;
+           kl * hq * static_cast<double>(c.qk_nope_head_dim + c.v_head_dim) +
+           hq * static_cast<double>(c.v_head_dim) * h;
   } else {
     const double d = static_cast<double>(c.head_dim), hkv = static_cast<double>(c.num_kv_heads);
     attn = 2 * h * hq * d + 2 * h * hkv * d;
@@ -131,7 +134,8 @@ ParamCount count_params(const ModelConfig& c) {
   for (int64_t l = 0; l < c.num_layers; ++l) {
     double layer_total = attn, layer_active = attn;
     if (is_moe_layer(c, l)) {
-      const double shared = static_cast<double>(c.n_shared_experts) * expert + h * static_cast<double>(c.num_experts);
+      const double shared =
+          static_cast<double>(c.n_shared_experts) * expert + h * static_cast<double>(c.num_experts);
       layer_total += static_cast<double>(c.num_experts) * expert + shared;
       layer_active += static_cast<double>(c.num_experts_per_tok) * expert + shared;
     } else {

@@ -1,6 +1,6 @@
-#include "ops/cuda/grouped_gemm.h"
-
 #include <vector>
+
+#include "ops/cuda/grouped_gemm.h"
 
 namespace longctx::cuda {
 namespace {
@@ -16,8 +16,9 @@ struct GroupTable {
 
 // Column-major view of the row-major y = x·Wᵀ (see linear.cu): per group, A = W_e, B = x
 // rows, C = y rows.
-__global__ void fill_pointers(GroupTable table, int32_t groups, const __nv_bfloat16* x, const __nv_bfloat16* w,
-                              __nv_bfloat16* y, int64_t n, int64_t k, const void** a, const void** b, void** c) {
+__global__ void fill_pointers(GroupTable table, int32_t groups, const __nv_bfloat16* x,
+                              const __nv_bfloat16* w, __nv_bfloat16* y, int64_t n, int64_t k, const void** a,
+                              const void** b, void** c) {
   const int32_t g = static_cast<int32_t>(blockIdx.x * blockDim.x + threadIdx.x);
   if (g >= groups) return;
   a[g] = w + static_cast<int64_t>(table.expert[g]) * n * k;
@@ -54,7 +55,8 @@ cublasStatus_t loop_lt(const GroupedGemmContext& ctx, const GroupedLinearParams&
   return CUBLAS_STATUS_SUCCESS;
 }
 
-cublasStatus_t cublas_grouped(const GroupedGemmContext& ctx, const GroupedLinearParams& p, cudaStream_t stream) {
+cublasStatus_t cublas_grouped(const GroupedGemmContext& ctx, const GroupedLinearParams& p,
+                              cudaStream_t stream) {
   if (!ctx.handle || !ctx.pointer_arrays) return CUBLAS_STATUS_INVALID_VALUE;
   GroupTable table{};
   std::vector<int> m, n, k, lda, ldb, ldc, size;
@@ -86,9 +88,10 @@ cublasStatus_t cublas_grouped(const GroupedGemmContext& ctx, const GroupedLinear
   if (s != CUBLAS_STATUS_SUCCESS) return s;
   s = cublasSetPointerMode(ctx.handle, CUBLAS_POINTER_MODE_HOST);
   if (s != CUBLAS_STATUS_SUCCESS) return s;
-  return cublasGemmGroupedBatchedEx(ctx.handle, ta.data(), tb.data(), m.data(), n.data(), k.data(), alpha.data(),
-                                    a, CUDA_R_16BF, lda.data(), b, CUDA_R_16BF, ldb.data(), beta.data(), c,
-                                    CUDA_R_16BF, ldc.data(), groups, size.data(), CUBLAS_COMPUTE_32F);
+  return cublasGemmGroupedBatchedEx(ctx.handle, ta.data(), tb.data(), m.data(), n.data(), k.data(),
+                                    alpha.data(), a, CUDA_R_16BF, lda.data(), b, CUDA_R_16BF, ldb.data(),
+                                    beta.data(), c, CUDA_R_16BF, ldc.data(), groups, size.data(),
+                                    CUBLAS_COMPUTE_32F);
 }
 
 }  // namespace
@@ -108,8 +111,8 @@ GroupedGemmMethod choose_grouped_gemm_method(const int64_t* row_offsets, int64_t
   constexpr double kLoopFlops = 700e12, kGroupedFlops = 270e12;
   int64_t groups = 0;
   for (int64_t e = 0; e < num_experts; ++e) groups += row_offsets[e + 1] > row_offsets[e] ? 1 : 0;
-  const double flops = 2.0 * static_cast<double>(row_offsets[num_experts]) * static_cast<double>(n) *
-                       static_cast<double>(k);
+  const double flops =
+      2.0 * static_cast<double>(row_offsets[num_experts]) * static_cast<double>(n) * static_cast<double>(k);
   const double loop_extra = static_cast<double>(groups) * kLoopHostSecondsPerGemm;
   const double grouped_extra = flops * (1.0 / kGroupedFlops - 1.0 / kLoopFlops);
   return loop_extra < grouped_extra ? GroupedGemmMethod::kLoopLt : GroupedGemmMethod::kCublasGrouped;
@@ -119,7 +122,8 @@ cublasStatus_t grouped_linear(const GroupedGemmContext& ctx, const GroupedLinear
                               GroupedGemmMethod method, cudaStream_t stream) {
   if (!valid(p)) return CUBLAS_STATUS_INVALID_VALUE;
   if (p.row_offsets[p.num_experts] == 0 || p.n == 0 || p.k == 0) return CUBLAS_STATUS_SUCCESS;
-  if (method == GroupedGemmMethod::kAuto) method = choose_grouped_gemm_method(p.row_offsets, p.num_experts, p.n, p.k);
+  if (method == GroupedGemmMethod::kAuto)
+    method = choose_grouped_gemm_method(p.row_offsets, p.num_experts, p.n, p.k);
   return method == GroupedGemmMethod::kLoopLt ? loop_lt(ctx, p, stream) : cublas_grouped(ctx, p, stream);
 }
 

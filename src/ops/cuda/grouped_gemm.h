@@ -44,7 +44,7 @@ constexpr int64_t kMaxGroupedExperts = 512;
 
 // Owned by the caller, one per stream (both workspaces are used during a call).
 struct GroupedGemmContext {
-  BlasContext lt;                  // kLoopLt
+  BlasContext lt;                   // kLoopLt
   cublasHandle_t handle = nullptr;  // kCublasGrouped (its stream is set on each call)
   // Device memory for kCublasGrouped's A/B/C pointer arrays: grouped_gemm_pointer_bytes().
   void* pointer_arrays = nullptr;
@@ -52,9 +52,9 @@ struct GroupedGemmContext {
 constexpr size_t grouped_gemm_pointer_bytes() { return 3 * kMaxGroupedExperts * sizeof(void*); }
 
 struct GroupedLinearParams {
-  const __nv_bfloat16* x = nullptr;   // [row_offsets[num_experts], k], row stride k
-  const __nv_bfloat16* w = nullptr;   // [num_experts, n, k]: expert e's W at w + e·n·k
-  __nv_bfloat16* y = nullptr;         // [row_offsets[num_experts], n], row stride n
+  const __nv_bfloat16* x = nullptr;      // [row_offsets[num_experts], k], row stride k
+  const __nv_bfloat16* w = nullptr;      // [num_experts, n, k]: expert e's W at w + e·n·k
+  __nv_bfloat16* y = nullptr;            // [row_offsets[num_experts], n], row stride n
   const int64_t* row_offsets = nullptr;  // HOST, num_experts + 1 values, 0 first, non-decreasing
   int64_t num_experts = 0, n = 0, k = 0;
 };
