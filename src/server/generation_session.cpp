@@ -63,10 +63,6 @@ std::vector<GenerationSession::Delta> GenerationSession::next(std::chrono::milli
   return deltas;
 }
 
-void GenerationSession::wait_all() {
-  while (!done()) next(std::chrono::milliseconds(500));
-}
-
 UsageCounts GenerationSession::usage() const {
   UsageCounts u;
   for (int64_t p : prompt_tokens_) u.prompt_tokens += p;

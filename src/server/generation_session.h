@@ -34,8 +34,6 @@ class GenerationSession {
   };
   // New outputs (waiting up to `timeout` when none are there), folded into choices().
   std::vector<Delta> next(std::chrono::milliseconds timeout);
-  // Waits for everything (non-streaming).
-  void wait_all();
   bool done() const { return channel_->done(); }
   // An internal failure that ended the session early; empty when none.
   std::string error() const { return channel_->error(); }

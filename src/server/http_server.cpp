@@ -162,7 +162,7 @@ void HttpServer::setup_routes() {
     if (auto m = admit(req, res, Access::kKey, true)) handle_tokenize(*m, cfg_.limits, req, res);
   });
   s.Post("/detokenize", [this](const Request& req, Response& res) {
-    if (auto m = admit(req, res, Access::kKey, true)) handle_detokenize(*m, req, res);
+    if (auto m = admit(req, res, Access::kKey, true)) handle_detokenize(*m, cfg_.limits, req, res);
   });
 
   // Statuses httplib sets itself (404 no route, 413 body too large, 400 unparsable

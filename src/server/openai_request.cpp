@@ -111,6 +111,13 @@ Result<std::vector<int32_t>> token_ids_of(const ordered_json& j, int64_t vocab_s
   return ids;
 }
 
+Result<ordered_json> parse_request_body(std::string_view text) {
+  ordered_json body = ordered_json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return invalid_argument("the request body is not valid JSON (or not valid UTF-8)");
+  if (!body.is_object()) return invalid_argument("the request body must be a JSON object");
+  return body;
+}
+
 std::vector<GenerationRequest> OpenAIRequest::engine_requests() const {
   std::vector<GenerationRequest> out;
   for (const PromptInput& p : prompts) {

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -50,6 +51,9 @@ struct ParseContext {
   int64_t vocab_size = 0;
   RequestLimits limits;
 };
+
+// A request body: JSON (UTF-8) holding an object, else an InvalidArgument saying which.
+Result<nlohmann::ordered_json> parse_request_body(std::string_view text);
 
 Result<OpenAIRequest> parse_completion_request(const nlohmann::ordered_json& body, const ParseContext& ctx);
 Result<OpenAIRequest> parse_chat_request(const nlohmann::ordered_json& body, const ParseContext& ctx);

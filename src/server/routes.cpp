@@ -3,8 +3,10 @@
 #include <chrono>
 
 #include "server/chat_messages.h"
+#include "server/connection_probe.h"
 #include "server/generation_session.h"
 #include "server/openai_response.h"
+#include "server/tokenize_api.h"
 
 namespace longctx::server {
 namespace {
@@ -25,15 +27,12 @@ ParseContext parse_context(const ServedModel& m, const RequestLimits& limits) {
 
 // The body as a JSON object, or the 400 to send.
 bool parse_body(const httplib::Request& req, httplib::Response& res, ordered_json& body) {
-  body = ordered_json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-  if (body.is_discarded()) {
-    write_error(res, bad_request("the request body is not valid JSON (or not valid UTF-8)"));
+  auto parsed = parse_request_body(req.body);
+  if (!parsed.is_ok()) {
+    write_error(res, api_error_from(parsed.status()));
     return false;
   }
-  if (!body.is_object()) {
-    write_error(res, bad_request("the request body must be a JSON object"));
-    return false;
-  }
+  body = std::move(*parsed);
   return true;
 }
 
@@ -112,7 +111,19 @@ void handle_generation(ApiKind kind, std::shared_ptr<const ServedModel> model, c
     stream_session(res, request, *session, fmt, model, std::move(in_flight));
     return;
   }
-  (*session)->wait_all();
+  // Nothing is written until the end, so a client that goes away is noticed by probing
+  // its socket between engine outputs; its request is then aborted (KV blocks freed).
+  const ConnectionProbe probe =
+      ConnectionProbe::find(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+  while (!(*session)->done()) {
+    (*session)->next(std::chrono::milliseconds(100));
+    if (probe.client_gone()) {
+      (*session)->cancel();
+      // Never read by anyone; set so that the log and httplib see an error, not a 200.
+      return write_error(res, ApiError{499, "the client closed the connection", "invalid_request_error",
+                                       std::nullopt, "client_closed_request"});
+    }
+  }
   if (!(*session)->error().empty())
     return write_error(res, ApiError{500, (*session)->error(), "internal_error", std::nullopt, std::nullopt});
   write_json(res, fmt->response((*session)->choices(), (*session)->usage()));
@@ -122,52 +133,18 @@ void handle_tokenize(const ServedModel& model, const RequestLimits& limits, cons
                      httplib::Response& res) {
   ordered_json body;
   if (!parse_body(req, res, body)) return;
-  const Tokenizer* tok = model.tokenizer();
-  if (!tok)
-    return write_error(
-        res, bad_request("tokenize needs a tokenizer (the server runs with --skip-tokenizer-init)"));
-  Result<std::vector<int32_t>> ids = std::vector<int32_t>{};
-  if (body.contains("messages")) {
-    if (!model.chat_template())
-      return write_error(res,
-                         bad_request("messages: chat is not available: " + model.chat_unavailable_reason()));
-    ids = chat_prompt_ids(body, *model.chat_template(), *tok, limits.max_messages);
-  } else {
-    auto prompt = body.find("prompt");
-    if (prompt == body.end() || !prompt->is_string())
-      return write_error(res, bad_request("prompt must be a string (or send messages)", "prompt"));
-    bool add_special_tokens = true;
-    if (auto a = body.find("add_special_tokens"); a != body.end() && !a->is_null()) {
-      if (!a->is_boolean()) return write_error(res, bad_request("add_special_tokens must be true or false"));
-      add_special_tokens = a->get<bool>();
-    }
-    ids = tok->encode(prompt->get<std::string>(), add_special_tokens);
-  }
-  if (!ids.is_ok()) return write_error(res, api_error_from(ids.status()));
-  ordered_json out = {{"count", ids->size()}, {"max_model_len", model.max_model_len()}, {"tokens", *ids}};
-  if (auto s = body.find("return_token_strs"); s != body.end() && s->is_boolean() && s->get<bool>()) {
-    ordered_json strs = ordered_json::array();
-    for (int32_t id : *ids) strs.push_back(tok->token_bytes(id));
-    out["token_strs"] = strs;
-  }
-  write_json(res, out);
+  auto out = tokenize_response(body, parse_context(model, limits));
+  if (!out.is_ok()) return write_error(res, api_error_from(out.status()));
+  write_json(res, *out);
 }
 
-void handle_detokenize(const ServedModel& model, const httplib::Request& req, httplib::Response& res) {
+void handle_detokenize(const ServedModel& model, const RequestLimits& limits, const httplib::Request& req,
+                       httplib::Response& res) {
   ordered_json body;
   if (!parse_body(req, res, body)) return;
-  const Tokenizer* tok = model.tokenizer();
-  if (!tok)
-    return write_error(
-        res, bad_request("detokenize needs a tokenizer (the server runs with --skip-tokenizer-init)"));
-  auto tokens = body.find("tokens");
-  if (tokens == body.end())
-    return write_error(res, bad_request("tokens is required: a list of token ids", "tokens"));
-  auto ids = token_ids_of(*tokens, model.vocab_size(), "tokens");
-  if (!ids.is_ok()) return write_error(res, api_error_from(ids.status()));
-  auto text = tok->decode(*ids, /*skip_special_tokens=*/false);
-  if (!text.is_ok()) return write_error(res, api_error_from(text.status()));
-  write_json(res, {{"prompt", *text}});
+  auto out = detokenize_response(body, parse_context(model, limits));
+  if (!out.is_ok()) return write_error(res, api_error_from(out.status()));
+  write_json(res, *out);
 }
 
 void handle_models(const ServedModel& model, const httplib::Request& req, httplib::Response& res) {

@@ -22,7 +22,8 @@ void handle_generation(ApiKind kind, std::shared_ptr<const ServedModel> model, c
                        const httplib::Request& req, httplib::Response& res, std::shared_ptr<void> in_flight);
 void handle_tokenize(const ServedModel& model, const RequestLimits& limits, const httplib::Request& req,
                      httplib::Response& res);
-void handle_detokenize(const ServedModel& model, const httplib::Request& req, httplib::Response& res);
+void handle_detokenize(const ServedModel& model, const RequestLimits& limits, const httplib::Request& req,
+                       httplib::Response& res);
 void handle_models(const ServedModel& model, const httplib::Request& req, httplib::Response& res);
 
 }  // namespace longctx::server
