@@ -1,5 +1,7 @@
 #include "apps/engine_flags.h"
 
+#include "apps/layout_flags.h"
+
 namespace longctx::apps {
 
 void EngineFlags::add_to(CLI::App& cmd) {
@@ -27,7 +29,24 @@ void EngineFlags::add_to(CLI::App& cmd) {
   cmd.add_option("--long-prefill-share", long_prefill_share, "Largest share of a step's budget for one long prefill")
       ->capture_default_str();
   cmd.add_option("--engine-seed", seed, "Seed for requests that bring none")->capture_default_str();
+  add_layout_flags(cmd, parallel);
+  cmd.add_option("--spp-chunk", spp_chunk,
+                 "Sequence pipeline parallelism (--pp > 1): stream a prefill chunk through the stages in pieces "
+                 "of this many tokens (0 = off)")
+      ->capture_default_str()
+      ->group("Parallel layout");
+  cmd.add_option("--threads-per-rank", threads_per_rank, "OpenMP threads per rank (0 = cores / ranks)")
+      ->capture_default_str()
+      ->group("Parallel layout");
 }
+
+ParallelConfig EngineFlags::layout() const {
+  ParallelConfig p = parallel;
+  p.block_size = block_size;
+  return p;
+}
+
+bool EngineFlags::has_layout() const { return int64_t{parallel.tp} * parallel.pp * parallel.cp * parallel.kvp > 1; }
 
 EngineConfig EngineFlags::to_config() const {
   EngineConfig c;
@@ -46,6 +65,9 @@ EngineConfig EngineFlags::to_config() const {
   c.chunking.min_chunk = min_chunk;
   c.chunking.long_prefill_share = long_prefill_share;
   c.seed = seed;
+  c.parallel = layout();
+  c.spp_chunk_tokens = spp_chunk;
+  c.threads_per_rank = threads_per_rank;
   return c;
 }
 

@@ -1,5 +1,6 @@
-// Engine flags shared by every command that runs the engine (generate --batch-file,
-// serve): registered once, turned into an EngineConfig in one place.
+// Engine flags shared by every command that runs the engine (generate, serve):
+// registered once, turned into an EngineConfig in one place. They include the parallel
+// layout's flags (apps/layout_flags.h) and --spp-chunk.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -21,9 +22,15 @@ struct EngineFlags {
   int64_t min_chunk = 256;
   bool adaptive_chunking = false;
   uint64_t seed = 0;
+  ParallelConfig parallel;
+  int64_t spp_chunk = 0;
+  int threads_per_rank = 0;
 
   void add_to(CLI::App& cmd);
   EngineConfig to_config() const;
+  // The layout as the engine will build it (block size from --block-size).
+  ParallelConfig layout() const;
+  bool has_layout() const;  // more than one rank
 };
 
 }  // namespace longctx::apps

@@ -7,6 +7,7 @@
 #include "apps/batch_file.h"
 #include "apps/commands.h"
 #include "apps/engine_flags.h"
+#include "apps/layout_flags.h"
 #include "model/dense_model.h"
 #include "model/generation.h"
 #include "text/chat_template.h"
@@ -45,11 +46,73 @@ Result<std::vector<int32_t>> parse_ids(std::string_view text) {
   return ids;
 }
 
+// Prints the result of one generation: JSON, streamed text, or the token ids.
+int print_result(const GenerateFlags& f, const Tokenizer* tok, const std::vector<int32_t>& prompt,
+                 const std::vector<int32_t>& tokens, const std::string& finish_reason,
+                 std::optional<IncrementalDetokenizer>& stream) {
+  if (f.json) {
+    nlohmann::json j = {{"prompt_token_ids", prompt}, {"token_ids", tokens}, {"finish_reason", finish_reason}};
+    if (tok) {
+      auto text = tok->decode(tokens, /*skip_special_tokens=*/true);
+      if (!text.is_ok()) return fail(text.status().message());
+      j["text"] = *text;
+    } else {
+      j["text"] = nullptr;  // no tokenizer in the model directory
+    }
+    std::printf("%s\n", j.dump().c_str());
+  } else if (stream) {
+    std::printf("%s\n", stream->finish().c_str());
+  } else {
+    for (size_t i = 0; i < tokens.size(); ++i) std::printf("%s%d", i ? " " : "", tokens[i]);
+    std::printf("\n");
+  }
+  return 0;
+}
+
+// One prompt under a parallel layout: the engine drives the ranks (the single-sequence
+// generate() path is one rank only). --prefill-chunk becomes the step's token budget.
+int run_on_engine(const GenerateFlags& f, const DenseModel& model, const Tokenizer* tok,
+                  const std::vector<int32_t>& prompt) {
+  EngineConfig cfg = f.engine.to_config();
+  if (f.prefill_chunk > 0) cfg.scheduler.max_num_batched_tokens = f.prefill_chunk;
+  auto engine = LLMEngine::create(model, tok, cfg);
+  if (!engine.is_ok()) return fail(engine.status().message());
+  GenerationRequest req;
+  req.prompt_token_ids = prompt;
+  req.max_tokens = f.max_tokens;
+  req.sampling.temperature = f.temperature;
+  req.sampling.seed = f.seed;
+  req.ignore_eos = f.ignore_eos;
+  auto id = (*engine)->add_request(std::move(req));
+  if (!id.is_ok()) return fail(id.status().message());
+  std::optional<IncrementalDetokenizer> stream;
+  if (tok && !f.json) stream.emplace(*tok);
+  std::vector<int32_t> tokens;
+  std::string finish_reason;
+  while ((*engine)->has_unfinished()) {
+    for (const RequestOutput& o : (*engine)->step()) {
+      for (int32_t t : o.new_token_ids) {
+        tokens.push_back(t);
+        if (stream) {
+          std::fputs(stream->push(t).c_str(), stdout);
+          std::fflush(stdout);
+        }
+      }
+      if (o.finished) finish_reason = o.finish_reason;
+    }
+  }
+  if (finish_reason == "abort") return fail("generation failed under the layout " + (*engine)->layout().to_string());
+  return print_result(f, tok, prompt, tokens, finish_reason, stream);
+}
+
 int run_generate(const GenerateFlags& f) {
   const int sources = !f.prompt.empty() + !f.chat.empty() + !f.prompt_ids.empty() + !f.batch_file.empty();
   if (sources != 1) return fail("give exactly one of --prompt, --chat, --prompt-ids, --batch-file");
   if (f.max_tokens < 0) return fail("--max-tokens must be >= 0");
   if (f.temperature < 0) return fail("--temperature must be >= 0 (0 is greedy)");
+
+  // An impossible layout is a usage error, caught before the weights load.
+  if (int rc = check_layout_or_exit(f.engine.layout(), f.model); rc != 0) return rc;
 
   ModelLoadOptions load_opts;
   if (!f.dtype.empty()) {
@@ -60,10 +123,11 @@ int run_generate(const GenerateFlags& f) {
   auto model = DenseModel::load(f.model, load_opts);
   if (!model.is_ok()) return fail(model.status().message());
 
-  // The tokenizer is optional with --prompt-ids (checkpoints without one, like the fixtures).
+  // The tokenizer is optional with --prompt-ids and --batch-file (checkpoints without one,
+  // like the fixtures; batch lines then give prompt_token_ids).
   std::optional<Tokenizer> tok;
   const bool has_tokenizer = std::filesystem::exists(std::filesystem::path(f.model) / "tokenizer.json");
-  if (has_tokenizer || f.prompt_ids.empty()) {
+  if (has_tokenizer || (f.prompt_ids.empty() && f.batch_file.empty())) {
     auto t = Tokenizer::load(f.model);
     if (!t.is_ok()) return fail(t.status().message());
     tok = std::move(*t);
@@ -100,6 +164,8 @@ int run_generate(const GenerateFlags& f) {
     prompt = *ids;
   }
 
+  if (f.engine.has_layout()) return run_on_engine(f, *model, tok ? &*tok : nullptr, prompt);
+
   GenerationOptions opts;
   opts.max_new_tokens = f.max_tokens;
   opts.temperature = f.temperature;
@@ -119,25 +185,7 @@ int run_generate(const GenerateFlags& f) {
   };
   auto out = generate(*model, prompt, opts, on_token);
   if (!out.is_ok()) return fail(out.status().message());
-
-  if (f.json) {
-    nlohmann::json j = {{"prompt_token_ids", prompt}, {"token_ids", out->token_ids},
-                        {"finish_reason", out->finish_reason}};
-    if (tok) {
-      auto text = tok->decode(out->token_ids, /*skip_special_tokens=*/true);
-      if (!text.is_ok()) return fail(text.status().message());
-      j["text"] = *text;
-    } else {
-      j["text"] = nullptr;  // no tokenizer in the model directory
-    }
-    std::printf("%s\n", j.dump().c_str());
-  } else if (stream) {
-    std::printf("%s\n", stream->finish().c_str());
-  } else {
-    for (size_t i = 0; i < out->token_ids.size(); ++i) std::printf("%s%d", i ? " " : "", out->token_ids[i]);
-    std::printf("\n");
-  }
-  return 0;
+  return print_result(f, tok ? &*tok : nullptr, prompt, out->token_ids, out->finish_reason, stream);
 }
 
 }  // namespace

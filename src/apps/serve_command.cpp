@@ -4,6 +4,7 @@
 
 #include "apps/commands.h"
 #include "apps/engine_flags.h"
+#include "apps/layout_flags.h"
 #include "core/logging.h"
 #include "server/http_server.h"
 #include "server/served_model.h"
@@ -36,6 +37,7 @@ int run_serve(const ServeFlags& f) {
   opts.engine.limits.max_stop_strings = f.server.limits.max_stop_strings;
   opts.engine.limits.max_stop_string_bytes = f.server.limits.max_stop_string_bytes;
   if (Status st = opts.engine.validate(); !st.is_ok()) return fail(st.message());
+  if (int rc = check_layout_or_exit(f.engine.layout(), f.model); rc != 0) return rc;  // refuse to start
 
   // SIGTERM/SIGINT are taken by sigwait below: block them before any thread starts so
   // every thread inherits the mask and none is interrupted.

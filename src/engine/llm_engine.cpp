@@ -33,6 +33,9 @@ Status EngineConfig::validate() const {
   if (num_kv_blocks <= 0 && kv_cache_memory_bytes <= 0)
     return invalid_argument("--kv-cache-memory must be > 0 bytes");
   if (max_waiting < 1) return invalid_argument("--max-waiting must be >= 1");
+  if (spp_chunk_tokens < 0)
+    return invalid_argument("--spp-chunk must be >= 0 tokens (0 = off), got " + std::to_string(spp_chunk_tokens));
+  if (threads_per_rank < 0) return invalid_argument("--threads-per-rank must be >= 0");
   SchedulerConfig s = scheduler;
   if (s.max_model_len == 0) s.max_model_len = 1;  // filled from the model later
   return s.validate();
@@ -54,14 +57,52 @@ Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, co
   if (cfg.scheduler.max_model_len > mc.max_position_embeddings && mc.max_position_embeddings > 0)
     LCTX_LOG_WARN("--max-model-len {} exceeds the model's max_position_embeddings {}", cfg.scheduler.max_model_len,
                   mc.max_position_embeddings);
-  int64_t num_blocks = cfg.num_kv_blocks;
+  // The layout: validated against the model's heads and layers (the message names the flag).
+  ParallelConfig pc = cfg.parallel;
+  pc.block_size = cfg.block_size;
+  LayoutModelDims dims;
+  dims.num_heads = mc.num_heads;
+  dims.num_kv_heads = mc.num_kv_heads;
+  dims.num_layers = mc.num_layers;
+  auto layout = ParallelLayout::create(pc, dims);
+  if (!layout.is_ok()) return layout.status();
+  const bool parallel = layout->world_size() > 1;
+  if (!parallel && cfg.spp_chunk_tokens > 0)
+    LCTX_LOG_WARN("--spp-chunk {} has no effect without --pp > 1", cfg.spp_chunk_tokens);
+
+  // KV budget per rank: --kv-cache-memory over the bytes one block of this rank's layers
+  // and kv heads takes (the largest stage decides: every rank has the same budget).
+  int64_t per_block = model.kv_cache_shape(1, cfg.block_size).bytes_per_block();
+  if (parallel) {
+    int64_t stage_layers = 0;
+    for (int s = 0; s < layout->config().pp; ++s)
+      stage_layers = std::max(stage_layers, layout->end_layer(s) - layout->first_layer(s));
+    KVCacheShape rank_shape = model.kv_cache_shape(1, cfg.block_size);
+    rank_shape.num_layers = stage_layers;
+    rank_shape.num_kv_heads = layout->num_local_kv_heads();
+    per_block = rank_shape.bytes_per_block();
+  }
+  int64_t num_blocks = cfg.num_kv_blocks;  // under a layout: per rank
   if (num_blocks <= 0) {
-    const int64_t per_block = model.kv_cache_shape(1, cfg.block_size).bytes_per_block();
     num_blocks = cfg.kv_cache_memory_bytes / per_block;
     if (num_blocks < 2)
       return invalid_argument("--kv-cache-memory " + std::to_string(cfg.kv_cache_memory_bytes) +
                               " bytes holds no KV block (one block of " + std::to_string(cfg.block_size) +
-                              " tokens takes " + std::to_string(per_block) + " bytes)");
+                              " tokens takes " + std::to_string(per_block) + " bytes" +
+                              (parallel ? " on one rank)" : ")"));
+  }
+  // Each rank holds ~1/(dcp·cp·kvp) of a request's tokens, so the scheduler's pool of
+  // sequence blocks is that many times one rank's (block 0, the null block, once).
+  const int64_t token_share = parallel ? int64_t{layout->config().dcp} * layout->config().cp * layout->config().kvp : 1;
+  const int64_t rank_budget = num_blocks - 1;
+  const int64_t pool_blocks = rank_budget * token_share + 1;
+  if (pool_blocks > INT32_MAX)
+    return invalid_argument("--kv-cache-memory: " + std::to_string(pool_blocks) + " KV blocks exceed the block pool's limit");
+  if (parallel && cfg.enable_prefix_caching) {
+    // The ranks' caches are per request (ShardedSequenceKV), so a shared prefix block of
+    // the single-rank pool has no counterpart there yet.
+    LCTX_LOG_INFO("prefix caching is off under the parallel layout {} (not supported yet)", layout->to_string());
+    cfg.enable_prefix_caching = false;
   }
   auto hw = builtin_hardware(cfg.hardware);
   if (!hw.is_ok()) return invalid_argument("--hardware: " + hw.status().message());
@@ -71,10 +112,28 @@ Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, co
   if (!policy.is_ok()) return policy.status();
   cfg.chunking.max_num_batched_tokens = cfg.scheduler.max_num_batched_tokens;
   if (cfg.adaptive_chunking) LONGCTX_RETURN_IF_ERROR(cfg.chunking.validate());
-  std::unique_ptr<LLMEngine> e(new LLMEngine(model, tokenizer, cfg, model.kv_cache_shape(num_blocks, cfg.block_size)));
+  // Under a layout the KV lives on the ranks; the single-rank paged cache stays empty.
+  std::unique_ptr<LLMEngine> e(
+      new LLMEngine(model, tokenizer, cfg, model.kv_cache_shape(parallel ? 0 : num_blocks, cfg.block_size)));
   e->cost_model_ = std::move(cost);
+  e->layout_ = *layout;
+  e->num_kv_blocks_ = pool_blocks;
+  e->rank_block_budget_ = rank_budget;
+  if (parallel) {
+    ParallelRunnerOptions ro;
+    ro.spp_chunk_tokens = cfg.spp_chunk_tokens;
+    ro.blocks_per_rank = rank_budget;
+    ro.threads_per_rank = cfg.threads_per_rank;
+    auto runner = ParallelModelRunner::create(mc, model.weights(), e->layout_, ro);
+    if (!runner.is_ok()) return runner.status();
+    e->parallel_ = std::move(*runner);
+  }
+  std::vector<std::pair<std::string, int64_t>> labels = {
+      {"tp", layout->config().tp},   {"pp", layout->config().pp},   {"cp", layout->config().cp},
+      {"dcp", layout->config().dcp}, {"kvp", layout->config().kvp}, {"world", layout->world_size()}};
+  e->metrics_.set_layout(std::move(labels), rank_budget);
   KVCacheConfig kvc;
-  kvc.num_blocks = static_cast<int32_t>(num_blocks);
+  kvc.num_blocks = static_cast<int32_t>(pool_blocks);
   kvc.block_size = static_cast<int32_t>(cfg.block_size);
   kvc.enable_prefix_caching = cfg.enable_prefix_caching;
   e->kv_ = std::make_unique<KVCacheManager>(kvc);
@@ -85,6 +144,7 @@ Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, co
   }
   for (int64_t id : mc.eos_token_ids) e->eos_ids_.push_back(static_cast<int32_t>(id));
   if (tokenizer && tokenizer->eos_token_id()) e->eos_ids_.push_back(*tokenizer->eos_token_id());
+  e->refresh_gauges();
   return e;
 }
 
@@ -109,6 +169,16 @@ Result<RequestId> LLMEngine::add_request(GenerationRequest req) {
   }
   if (!req.stop.empty() && !tokenizer_)
     return reject(invalid_argument("stop: stop strings need a tokenizer (served with --skip-tokenizer-init)"));
+  if (parallel_ && parallel_->blocks_per_rank_budget() > 0) {
+    const int64_t total = static_cast<int64_t>(req.prompt_token_ids.size()) + req.max_tokens;
+    const int64_t need = parallel_->max_rank_blocks(total);
+    if (need > parallel_->blocks_per_rank_budget())
+      return reject(invalid_argument("prompt + max_tokens = " + std::to_string(total) + " tokens needs " +
+                                     std::to_string(need) + " KV blocks on the most loaded rank of " +
+                                     layout_.to_string() + " but a rank holds only " +
+                                     std::to_string(parallel_->blocks_per_rank_budget()) +
+                                     " (raise --kv-cache-memory)"));
+  }
   int64_t waiting = scheduler_->num_waiting();
   for (const auto& [id, s] : sequences_) waiting += s->started ? 0 : 1;
   if (waiting + req.n > cfg_.max_waiting)
@@ -168,6 +238,7 @@ void LLMEngine::abort(RequestId id) {
 void LLMEngine::finish_sequence(Sequence& s, const std::string& reason, std::vector<RequestOutput>& outs) {
   const RequestId sid = s.req.id;
   if (s.started) scheduler_->finish(sid);
+  if (parallel_) parallel_->release(sid);
   s.timings.finished_s = now_s();
   s.timings.generation_tokens = s.req.num_output_tokens();
   s.timings.cached_tokens = std::max<int64_t>(s.req.num_cached_tokens, 0);
@@ -242,7 +313,11 @@ std::vector<RequestOutput> LLMEngine::step() {
 
   const double now = now_s();
   StepPlan plan = scheduler_->schedule(now);
-  for (size_t i = 0; i < plan.preempted.size(); ++i) metrics_.record_preemption();
+  if (parallel_) fit_plan_to_ranks(plan, outs);
+  for (RequestId id : plan.preempted) {
+    metrics_.record_preemption();
+    if (parallel_) parallel_->release(id);  // it recomputes from position 0 on every rank
+  }
   if (!plan.empty()) {
     for (const ScheduledChunk& c : plan.chunks) {
       Sequence& s = *sequences_.at(c.request_id);
@@ -253,7 +328,8 @@ std::vector<RequestOutput> LLMEngine::step() {
       return s.params->prompt_logprobs >= 0 && s.index == 0 && s.prompt_logprobs_done < s.req.num_prompt_tokens;
     };
     auto request = [&](RequestId id) -> const Request& { return sequences_.at(id)->req; };
-    auto logits = runner_.run(plan, request, wants_prompt_rows);
+    auto logits = parallel_ ? parallel_->run(plan, request, wants_prompt_rows)
+                            : runner_.run(plan, request, wants_prompt_rows);
     if (!logits.is_ok()) {
       // The model failed on this batch: its requests end with "abort"; others go on.
       LCTX_LOG_ERROR("step failed: {}", logits.status().to_string());
@@ -309,9 +385,48 @@ std::vector<RequestOutput> LLMEngine::step() {
       }
     }
   }
+  refresh_gauges();
+  return outs;
+}
+
+void LLMEngine::fit_plan_to_ranks(StepPlan& plan, std::vector<RequestOutput>& outs) {
+  // The scheduler budgets sequence blocks; a rank's real share can be larger (KVP puts
+  // every request's first shard on the first group; CP and DCP round per request). Until
+  // every rank fits, the plan's last chunk (the lowest priority: newly admitted requests
+  // come last) goes back to the waiting queue as a preemption would send it.
+  for (Status st = parallel_->check_budget(plan); !st.is_ok() && !plan.chunks.empty();
+       st = parallel_->check_budget(plan)) {
+    const ScheduledChunk victim = plan.chunks.back();
+    plan.chunks.pop_back();
+    plan.num_batched_tokens -= victim.num_tokens;
+    Sequence& s = *sequences_.at(victim.request_id);
+    bool others_hold_kv = false;
+    for (const auto& [id, other] : sequences_)
+      others_hold_kv = others_hold_kv || (id != victim.request_id && other->started && other->req.num_computed_tokens > 0);
+    if (plan.chunks.empty() && !others_hold_kv) {
+      // Alone on the ranks and still too big: it can never run.
+      LCTX_LOG_ERROR("request {} aborted: {}", s.user_id, st.message());
+      finish_sequence(s, "abort", outs);
+      break;
+    }
+    scheduler_->finish(s.req.id);
+    parallel_->release(s.req.id);
+    s.req.num_computed_tokens = 0;
+    s.req.num_cached_tokens = -1;
+    s.req.num_preemptions += 1;
+    if (Status requeued = scheduler_->add_request(&s.req); !requeued.is_ok()) {
+      finish_sequence(s, "abort", outs);
+      continue;
+    }
+    plan.preempted.push_back(s.req.id);
+  }
+}
+
+void LLMEngine::refresh_gauges() {
   metrics_.set_gauges(scheduler_->num_running(), scheduler_->num_waiting(), kv_->usage(),
                       kv_->prefix_cache_queried_tokens(), kv_->prefix_cache_hit_tokens());
-  return outs;
+  // Blocks each rank holds: the ranks' own counts, or the one pool's on a single rank.
+  metrics_.set_rank_blocks(parallel_ ? parallel_->blocks_per_rank() : std::vector<int64_t>{kv_->num_used_blocks()});
 }
 
 }  // namespace longctx

@@ -2,8 +2,13 @@
 // (sched/), runs the plan (exec/), samples, appends, checks stop conditions, frees
 // finished requests' blocks and returns the outputs to stream.
 //
+// Under a parallel layout (EngineConfig::parallel with a world > 1) the plan runs on the
+// ranks of a ParallelModelRunner instead of the single-rank ModelRunner; the scheduler
+// then budgets KV in "sequence blocks" (see docs/engine.md: each rank holds ~1/(dcp·cp·kvp)
+// of a request's tokens, so the per-rank budget admits that many times longer contexts).
+//
 // Threading: single-threaded by design — the server gives it one thread that owns it
-// and hands requests over through a queue.
+// and hands requests over through a queue (the parallel runner's rank threads are its own).
 #pragma once
 
 #include <chrono>
@@ -20,9 +25,11 @@
 #include "engine/request_output.h"
 #include "engine/stop_checker.h"
 #include "exec/model_runner.h"
+#include "exec/parallel_model_runner.h"
 #include "kv/kv_cache_manager.h"
 #include "model/dense_model.h"
 #include "model/paged_kv_cache.h"
+#include "parallel/parallel_layout.h"
 #include "ops/cpu/sampling.h"
 #include "perf/cost_model.h"
 #include "sched/chunk_sizer.h"
@@ -47,6 +54,11 @@ struct EngineConfig {
   int64_t max_waiting = 4096;             // queue bound: beyond it add_request is ResourceExhausted (429)
   EngineLimits limits;
   uint64_t seed = 0;                      // seeds requests that bring none
+  // --tp --pp --cp --dcp --kvp --dcp-interleave --kvp-shard-tokens (apps/layout_flags.h).
+  // block_size is taken from the field above. World 1: the single-rank ModelRunner.
+  ParallelConfig parallel;
+  int64_t spp_chunk_tokens = 0;           // --spp-chunk: SPP piece size when pp > 1 (0 = off)
+  int threads_per_rank = 0;               // OpenMP threads per rank (0: cores / world)
   Status validate() const;
 };
 
@@ -72,13 +84,23 @@ class LLMEngine {
   const EngineMetrics& metrics() const { return metrics_; }
   const EngineConfig& config() const { return cfg_; }
   const KVCacheManager& kv_manager() const { return *kv_; }
-  int64_t num_kv_blocks() const { return cache_.shape().num_blocks; }
+  // Blocks of the KV manager's pool, the null block included. Under a layout these are
+  // sequence blocks: kv_blocks_per_rank_budget() · dcp · cp · kvp (+1).
+  int64_t num_kv_blocks() const { return num_kv_blocks_; }
+  // Blocks one rank may hold (its --kv-cache-memory); = num_kv_blocks() − 1 on one rank.
+  int64_t kv_blocks_per_rank_budget() const { return rank_block_budget_; }
+  // The layout the engine runs (one rank when no parallel flags were given).
+  const ParallelLayout& layout() const { return layout_; }
+  // The parallel runner, null on one rank (tests read per-rank KV through it).
+  ParallelModelRunner* parallel_runner() const { return parallel_.get(); }
   double now_s() const;
 
  private:
   struct Sequence;  // one continuation: the scheduler's Request plus sampling/detok state
 
   LLMEngine(const DenseModel& model, const Tokenizer* tokenizer, EngineConfig cfg, KVCacheShape shape);
+  void refresh_gauges();
+  void fit_plan_to_ranks(StepPlan& plan, std::vector<RequestOutput>& outs);
   void start_sequence(Sequence& s);
   void finish_sequence(Sequence& s, const std::string& reason, std::vector<RequestOutput>& outs);
   void append_token(Sequence& s, int32_t token, const cpu::Sampler::Sample* sample, RequestOutput& out);
@@ -92,6 +114,9 @@ class LLMEngine {
   std::unique_ptr<AdaptiveChunkSizer> chunk_sizer_;
   std::unique_ptr<Scheduler> scheduler_;
   ModelRunner runner_;
+  ParallelLayout layout_;
+  std::unique_ptr<ParallelModelRunner> parallel_;
+  int64_t num_kv_blocks_ = 0, rank_block_budget_ = 0;
   EngineMetrics metrics_;
   std::vector<int32_t> eos_ids_;
   std::map<RequestId, std::unique_ptr<Sequence>> sequences_;  // by sequence id

@@ -54,6 +54,17 @@ void EngineMetrics::set_gauges(int64_t running, int64_t waiting, double kv_usage
   m_.prefix_cache_hits = cache_hits;
 }
 
+void EngineMetrics::set_layout(std::vector<std::pair<std::string, int64_t>> labels, int64_t blocks_per_rank_budget) {
+  std::lock_guard<std::mutex> lock(mu_);
+  m_.layout = std::move(labels);
+  m_.kv_blocks_per_rank_budget = blocks_per_rank_budget;
+}
+
+void EngineMetrics::set_rank_blocks(std::vector<int64_t> blocks) {
+  std::lock_guard<std::mutex> lock(mu_);
+  m_.kv_blocks_per_rank = std::move(blocks);
+}
+
 EngineMetricsSnapshot EngineMetrics::snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
   return m_;

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <mutex>
+#include <string>
+#include <utility>
 #include <vector>
 
 namespace longctx {
@@ -36,6 +38,12 @@ struct EngineMetricsSnapshot {
   int64_t prefix_cache_queries = 0, prefix_cache_hits = 0;  // tokens
   int64_t requests_finished = 0, requests_aborted = 0, requests_rejected = 0;
   Histogram ttft_s, inter_token_s, e2e_s, queue_s;
+  // The parallel layout (label name → value: tp, pp, cp, dcp, kvp, world) and the KV
+  // blocks each rank holds now (index: global rank; one entry on a single rank) out of
+  // its budget of kv_blocks_per_rank_budget.
+  std::vector<std::pair<std::string, int64_t>> layout;
+  std::vector<int64_t> kv_blocks_per_rank;
+  int64_t kv_blocks_per_rank_budget = 0;
   EngineMetricsSnapshot();
 };
 
@@ -46,6 +54,8 @@ class EngineMetrics {
   void record_rejected();
   void record_preemption();
   void set_gauges(int64_t running, int64_t waiting, double kv_usage, int64_t cache_queries, int64_t cache_hits);
+  void set_layout(std::vector<std::pair<std::string, int64_t>> labels, int64_t blocks_per_rank_budget);
+  void set_rank_blocks(std::vector<int64_t> blocks);
   EngineMetricsSnapshot snapshot() const;
 
  private:

@@ -38,6 +38,8 @@ class DenseModel {
   KVCacheShape kv_cache_shape(int64_t num_blocks, int64_t block_size) const;
   // The dtype the layer matrices are kept in (the file's, or --dtype's).
   DType weight_dtype() const { return w_.layers.front().qkv.dtype(); }
+  // The loaded weights (the engine shards them over a parallel layout's ranks).
+  const DenseWeights& weights() const { return w_; }
 
   // Runs a batch of sequences' new tokens in one pass: GEMMs over all tokens at once,
   // paged attention per sequence over its cached prefix. Writes the new K/V into

@@ -99,12 +99,30 @@ std::string render_prometheus(const EngineMetricsSnapshot& m, const MetricsInfo&
   w.gauge("longctx:kv_cache_block_size", "Tokens per KV-cache block.", static_cast<double>(info.block_size));
   w.family("longctx:parallel_layout", "gauge",
            "The parallel layout (labels); the value is the number of ranks.");
-  w.sample("longctx:parallel_layout", static_cast<double>(info.tp * info.pp * info.cp * info.kvp),
-           fmt::format("tp=\"{}\",pp=\"{}\",cp=\"{}\",dcp=\"{}\",kvp=\"{}\"", info.tp, info.pp, info.cp,
-                       info.dcp, info.kvp));
+  if (m.layout.empty()) {
+    w.sample("longctx:parallel_layout", static_cast<double>(info.tp * info.pp * info.cp * info.kvp),
+             fmt::format("tp=\"{}\",pp=\"{}\",cp=\"{}\",dcp=\"{}\",kvp=\"{}\"", info.tp, info.pp, info.cp,
+                         info.dcp, info.kvp));
+  } else {  // the engine's own layout (EngineMetrics)
+    std::string labels;
+    double world = 1;
+    for (const auto& [name, value] : m.layout) {
+      if (name == "world") world = static_cast<double>(value);
+      else labels += fmt::format("{}{}=\"{}\"", labels.empty() ? "" : ",", name, value);
+    }
+    w.sample("longctx:parallel_layout", world, labels);
+  }
   w.family("longctx:rank_kv_cache_usage_perc", "gauge",
            "KV-cache usage per rank. 1 means 100 percent usage.");
-  w.sample("longctx:rank_kv_cache_usage_perc", m.kv_usage, "rank=\"0\"");
+  const double budget = static_cast<double>(m.kv_blocks_per_rank_budget);
+  if (m.kv_blocks_per_rank.empty()) w.sample("longctx:rank_kv_cache_usage_perc", m.kv_usage, "rank=\"0\"");
+  for (size_t r = 0; r < m.kv_blocks_per_rank.size(); ++r)
+    w.sample("longctx:rank_kv_cache_usage_perc",
+             budget > 0 ? static_cast<double>(m.kv_blocks_per_rank[r]) / budget : m.kv_usage,
+             fmt::format("rank=\"{}\"", r));
+  w.family("longctx:kv_blocks_used", "gauge", "KV-cache blocks each rank holds.");
+  for (size_t r = 0; r < m.kv_blocks_per_rank.size(); ++r)
+    w.sample("longctx:kv_blocks_used", static_cast<double>(m.kv_blocks_per_rank[r]), fmt::format("rank=\"{}\"", r));
   return w.take();
 }
 

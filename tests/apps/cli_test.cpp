@@ -6,6 +6,9 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -53,6 +56,82 @@ TEST(Cli, BadInputGivesAClearErrorAndExitCodeOne) {
   r = run_cli("tokenize --model " + kHf + "llama_gqa --text hi");
   EXPECT_EQ(r.code, 1);
   EXPECT_NE(r.out.find("tokenizer.json"), std::string::npos) << r.out;
+}
+
+// The golden prompt i of llama_gqa as comma-separated ids, and its greedy continuation.
+std::pair<std::string, std::vector<int64_t>> golden_prompt(int i) {
+  auto ck = longctx::Checkpoint::open(kHf + "llama_gqa/golden.safetensors").value();
+  const std::string p = "prompt_" + std::to_string(i) + "_";
+  const longctx::Tensor ids = ck.get(p + "ids").value().to(longctx::DType::kI64);
+  const longctx::Tensor greedy = ck.get(p + "greedy").value().to(longctx::DType::kI64);
+  std::string csv;
+  for (int64_t k = 0; k < ids.numel(); ++k) {
+    if (k) csv += ',';
+    csv += std::to_string(ids.data<int64_t>()[k]);
+  }
+  return {csv, std::vector<int64_t>(greedy.data<int64_t>(), greedy.data<int64_t>() + greedy.numel())};
+}
+
+TEST(Cli, GenerateUnderParallelLayoutsGivesTheTransformersTokens) {
+  const auto [csv, greedy] = golden_prompt(2);  // 300 tokens
+  for (const char* layout : {"--tp 2", "--tp 4 --dcp 2", "--cp 2 --max-num-batched-tokens 128",
+                             "--kvp 2 --kvp-shard-tokens 160", "--pp 2 --spp-chunk 64", "--tp 2 --pp 2 --cp 2"}) {
+    CliResult r = run_cli("generate --model " + kHf + "llama_gqa --prompt-ids " + csv + " --max-tokens " +
+                              std::to_string(greedy.size()) + " --json --ignore-eos --threads-per-rank 1 " + layout,
+                          "2>/dev/null");
+    ASSERT_EQ(r.code, 0) << layout << ": " << r.out;
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j["token_ids"].get<std::vector<int64_t>>(), greedy) << layout;
+    EXPECT_EQ(j["finish_reason"], "length") << layout;
+  }
+}
+
+TEST(Cli, BatchFileUnderALayout) {
+  const fs::path batch = fs::temp_directory_path() / ("longctx_cli_layout_" + std::to_string(::getpid()) + ".jsonl");
+  std::vector<std::vector<int64_t>> expected;
+  {
+    std::ofstream out(batch);
+    for (int i = 0; i < 4; ++i) {
+      const auto [csv, greedy] = golden_prompt(i);
+      out << R"({"prompt_token_ids": [)" << csv << R"(], "max_tokens": )" << greedy.size()
+          << R"(, "ignore_eos": true})" << "\n";
+      expected.push_back(greedy);
+    }
+  }
+  CliResult r = run_cli("generate --model " + kHf + "llama_gqa --batch-file " + batch.string() +
+                            " --tp 2 --cp 2 --max-num-batched-tokens 256 --threads-per-rank 1",
+                        "2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.out;
+  size_t pos = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const size_t end = r.out.find('\n', pos);
+    ASSERT_NE(end, std::string::npos) << r.out;
+    auto j = nlohmann::json::parse(r.out.substr(pos, end - pos));
+    EXPECT_EQ(j["outputs"][0]["token_ids"].get<std::vector<int64_t>>(), expected[i]) << "line " << i;
+    pos = end + 1;
+  }
+  fs::remove_all(batch);
+}
+
+TEST(Cli, AnImpossibleLayoutIsAUsageErrorNamingTheRule) {
+  const std::string model = " --model " + kHf + "llama_gqa";
+  CliResult r = run_cli("generate" + model + " --prompt-ids 1,2,3 --tp 2 --dcp 2");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--dcp 2"), std::string::npos) << r.out;
+  r = run_cli("generate" + model + " --prompt-ids 1,2,3 --tp 3");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--tp 3 must divide the model's 4 query heads"), std::string::npos) << r.out;
+  r = run_cli("generate" + model + " --prompt-ids 1,2,3 --kvp 2");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--kvp-shard-tokens"), std::string::npos) << r.out;
+  r = run_cli("generate" + model + " --prompt-ids 1,2,3 --pp 3");  // 2 layers
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--pp 3"), std::string::npos) << r.out;
+  // serve refuses to start (before it binds a port).
+  r = run_cli("serve" + model + " --port 0 --cp 0");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--cp 0 must be at least 1"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("listening"), std::string::npos) << r.out;
 }
 
 TEST(Cli, MakeModelThenChatTokenizeAndBatchFile) {

@@ -1,0 +1,273 @@
+// The engine under parallel layouts on CPU ranks: ten concurrent mixed requests (the
+// transformers fixture prompts up to 2100 tokens plus random ones) give the greedy
+// tokens of transformers and of the single-rank engine; each rank holds ~1/(dcp·cp·kvp)
+// of a long request's KV; abort, preemption and per-rank budget pressure free the
+// ranks' caches.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <ostream>
+#include <random>
+#include <string>
+
+#include "engine/llm_engine.h"
+#include "support/fixtures.h"
+
+namespace longctx {
+namespace {
+
+using testing_support::Golden;
+using testing_support::hf_dir;
+using testing_support::load_goldens;
+
+GenerationRequest greedy_request(std::vector<int32_t> prompt, int64_t max_tokens) {
+  GenerationRequest r;
+  r.prompt_token_ids = std::move(prompt);
+  r.max_tokens = max_tokens;
+  r.sampling.temperature = 0;
+  r.ignore_eos = true;  // the fixtures' greedy outputs run to their length
+  return r;
+}
+
+// Steps until every request finished (or `max_steps` steps), adding the new tokens to
+// `out`; every request must end by length except `aborted`.
+void run_steps(LLMEngine& e, std::map<RequestId, std::vector<int32_t>>& out, int max_steps = 100000,
+               RequestId aborted = -1) {
+  for (int steps = 0; e.has_unfinished() && steps < max_steps; ++steps)
+    for (const RequestOutput& o : e.step()) {
+      auto& v = out[o.request_id];
+      v.insert(v.end(), o.new_token_ids.begin(), o.new_token_ids.end());
+      if (o.finished) {
+        EXPECT_EQ(o.finish_reason, o.request_id == aborted ? "abort" : "length") << "request " << o.request_id;
+      }
+    }
+}
+
+std::map<RequestId, std::vector<int32_t>> run_all(LLMEngine& e) {
+  std::map<RequestId, std::vector<int32_t>> out;
+  run_steps(e, out);
+  EXPECT_FALSE(e.has_unfinished());
+  return out;
+}
+
+struct Workload {
+  std::vector<GenerationRequest> requests;
+  std::vector<std::vector<int32_t>> golden;  // transformers' tokens, or empty
+};
+
+// The four golden prompts (5, 33, 300, 2100 tokens) and six random ones up to 1500.
+Workload mixed_workload() {
+  Workload w;
+  for (const Golden& g : load_goldens("llama_gqa")) {
+    w.requests.push_back(greedy_request(g.ids, static_cast<int64_t>(g.greedy.size())));
+    w.golden.push_back(g.greedy);
+  }
+  std::mt19937 rng(11);
+  for (int i = 0; i < 6; ++i) {
+    const int64_t len = i == 0 ? 1 : 1 + static_cast<int64_t>(rng() % 1500);
+    std::vector<int32_t> p(static_cast<size_t>(len));
+    for (auto& t : p) t = static_cast<int32_t>(3 + rng() % 500);
+    w.requests.push_back(greedy_request(p, 1 + static_cast<int64_t>(rng() % 10)));
+    w.golden.push_back({});
+  }
+  return w;
+}
+
+const DenseModel& model() {
+  static DenseModel m = DenseModel::load(hf_dir("llama_gqa")).value();
+  return m;
+}
+
+EngineConfig base_config() {
+  EngineConfig cfg;
+  cfg.scheduler.max_num_batched_tokens = 512;  // the long prompts take several steps
+  cfg.scheduler.max_num_seqs = 16;
+  cfg.num_kv_blocks = 4096;
+  cfg.threads_per_rank = 1;
+  return cfg;
+}
+
+// The single-rank engine's tokens for the workload (the reference for the random prompts).
+const std::vector<std::vector<int32_t>>& single_rank_tokens() {
+  static std::vector<std::vector<int32_t>> tokens = [] {
+    Workload w = mixed_workload();
+    auto e = LLMEngine::create(model(), nullptr, base_config()).value();
+    std::vector<RequestId> ids;
+    for (const auto& r : w.requests) ids.push_back(e->add_request(r).value());
+    auto got = run_all(*e);
+    std::vector<std::vector<int32_t>> out;
+    for (RequestId id : ids) out.push_back(got[id]);
+    return out;
+  }();
+  return tokens;
+}
+
+struct LayoutCase {
+  std::string name;
+  ParallelConfig pc;
+  int64_t spp = 0;
+};
+
+std::ostream& operator<<(std::ostream& os, const LayoutCase& c) { return os << c.name; }
+
+LayoutCase layout(std::string name, int tp, int dcp, int cp, int kvp, int pp, int64_t shard = 0, int64_t spp = 0) {
+  LayoutCase c;
+  c.name = std::move(name);
+  c.pc.tp = tp;
+  c.pc.dcp = dcp;
+  c.pc.cp = cp;
+  c.pc.kvp = kvp;
+  c.pc.pp = pp;
+  c.pc.kvp_shard_tokens = shard;
+  c.spp = spp;
+  return c;
+}
+
+class ParallelEngineTest : public ::testing::TestWithParam<LayoutCase> {
+ protected:
+  EngineConfig config() const {
+    EngineConfig cfg = base_config();
+    cfg.parallel = GetParam().pc;
+    cfg.spp_chunk_tokens = GetParam().spp;
+    return cfg;
+  }
+  int64_t token_share() const {
+    const ParallelConfig& pc = GetParam().pc;
+    return int64_t{pc.dcp} * pc.cp * pc.kvp;
+  }
+};
+
+TEST_P(ParallelEngineTest, ConcurrentMixedRequestsMatchTransformersAndOneRank) {
+  Workload w = mixed_workload();
+  const auto& reference = single_rank_tokens();
+  auto e = LLMEngine::create(model(), nullptr, config());
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  ASSERT_NE((*e)->parallel_runner(), nullptr);
+  std::vector<RequestId> ids;
+  for (const auto& r : w.requests) ids.push_back((*e)->add_request(r).value());
+  auto got = run_all(**e);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!w.golden[i].empty()) {
+      EXPECT_EQ(got[ids[i]], w.golden[i]) << "golden prompt " << i << " of "
+                                           << w.requests[i].prompt_token_ids.size() << " tokens";
+    }
+    EXPECT_EQ(got[ids[i]], reference[i]) << "request " << i << " of " << w.requests[i].prompt_token_ids.size()
+                                         << " tokens vs the single-rank engine";
+  }
+  const auto m = (*e)->metrics().snapshot();
+  EXPECT_EQ(m.requests_finished, static_cast<int64_t>(ids.size()));
+  EXPECT_EQ((*e)->parallel_runner()->num_sequences(), 0);  // every rank's caches released
+  ASSERT_EQ(m.kv_blocks_per_rank.size(), static_cast<size_t>((*e)->layout().world_size()));
+  for (int64_t b : m.kv_blocks_per_rank) EXPECT_EQ(b, 0);
+}
+
+// Each rank's share of one long request: within one block of 1/(dcp·cp·kvp) of the
+// single-rank block count (TP and PP split heads and layers, not tokens).
+TEST_P(ParallelEngineTest, EachRankHoldsItsShareOfALongRequest) {
+  const Golden g = load_goldens("llama_gqa").back();
+  const int64_t p = static_cast<int64_t>(g.ids.size());
+  ASSERT_EQ(p, 2100);
+  EngineConfig cfg = config();
+  if (cfg.parallel.kvp > 1) cfg.parallel.kvp_shard_tokens = (p / cfg.parallel.kvp + 15) / 16 * 16;  // even shards
+  auto e = LLMEngine::create(model(), nullptr, cfg).value();
+  const RequestId id = e->add_request(greedy_request(g.ids, 4)).value();
+  std::vector<int32_t> first;
+  while (first.empty() && e->has_unfinished())
+    for (const RequestOutput& o : e->step()) first = o.new_token_ids;
+  ASSERT_FALSE(first.empty());
+  const std::vector<int64_t> blocks = e->parallel_runner()->request_blocks_per_rank(id);
+  ASSERT_EQ(blocks.size(), static_cast<size_t>(e->layout().world_size()));
+  const double single = static_cast<double>((p + 15) / 16);
+  for (size_t r = 0; r < blocks.size(); ++r)
+    EXPECT_NEAR(static_cast<double>(blocks[r]), single / static_cast<double>(token_share()), 1.0) << "rank " << r;
+  // The metrics report the same per-rank counts.
+  e->step();
+  const auto m = e->metrics().snapshot();
+  ASSERT_EQ(m.kv_blocks_per_rank.size(), blocks.size());
+  for (size_t r = 0; r < blocks.size(); ++r) EXPECT_NEAR(double(m.kv_blocks_per_rank[r]), double(blocks[r]), 1.0);
+}
+
+TEST_P(ParallelEngineTest, AbortFreesEveryRanksCache) {
+  Workload w = mixed_workload();
+  auto e = LLMEngine::create(model(), nullptr, config()).value();
+  std::vector<RequestId> ids;
+  for (const auto& r : w.requests) ids.push_back(e->add_request(r).value());
+  const RequestId victim = ids[3];  // the 2100-token prompt, mid-prefill after 3 steps of 512 tokens
+  std::map<RequestId, std::vector<int32_t>> got;
+  run_steps(*e, got, 3, victim);
+  ParallelModelRunner& runner = *e->parallel_runner();
+  ASSERT_FALSE(runner.request_blocks_per_rank(victim).empty());
+  e->abort(victim);
+  EXPECT_TRUE(runner.request_blocks_per_rank(victim).empty());
+  run_steps(*e, got, 100000, victim);
+  EXPECT_FALSE(e->has_unfinished());
+  EXPECT_EQ(runner.num_sequences(), 0);
+  for (int64_t b : runner.blocks_per_rank()) EXPECT_EQ(b, 0);
+  EXPECT_TRUE(got[victim].empty());
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(got[ids[i]], w.golden[i]) << "golden prompt " << i;  // undisturbed
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Layouts, ParallelEngineTest,
+    ::testing::Values(layout("tp2", 2, 1, 1, 1, 1), layout("tp4_dcp2", 4, 2, 1, 1, 1), layout("cp2", 1, 1, 2, 1, 1),
+                      layout("kvp2", 1, 1, 1, 2, 1, 256), layout("pp2", 1, 1, 1, 1, 2),
+                      layout("pp2_spp", 1, 1, 1, 1, 2, 0, 128), layout("tp2_cp2", 2, 1, 2, 1, 1),
+                      layout("cp2_kvp2", 1, 1, 2, 2, 1, 512), layout("tp2_pp2_spp", 2, 1, 1, 1, 2, 0, 96)),
+    [](const ::testing::TestParamInfo<LayoutCase>& param) { return param.param.name; });
+
+// A per-rank budget small enough that the long prompts cannot all run at once: the
+// scheduler preempts (and, under KVP, the engine sends back what overflows the first
+// group); every token still matches, and every rank's cache is released.
+class ParallelPreemptionTest : public ParallelEngineTest {};
+
+TEST_P(ParallelPreemptionTest, TightPerRankBudgetPreemptsWithIdenticalOutput) {
+  Workload w = mixed_workload();
+  const auto& reference = single_rank_tokens();
+  EngineConfig cfg = config();
+  cfg.scheduler.max_num_batched_tokens = 256;
+  cfg.num_kv_blocks = 90;  // per rank: one 2100-token request's share and a little more
+  auto e = LLMEngine::create(model(), nullptr, cfg);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  std::vector<RequestId> ids;
+  for (const auto& r : w.requests) {
+    auto id = (*e)->add_request(r);
+    ASSERT_TRUE(id.is_ok()) << id.status().to_string();
+    ids.push_back(*id);
+  }
+  auto got = run_all(**e);
+  for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(got[ids[i]], reference[i]) << "request " << i;
+  const auto m = (*e)->metrics().snapshot();
+  EXPECT_GT(m.num_preemptions, 0);
+  EXPECT_EQ(m.requests_finished, static_cast<int64_t>(ids.size()));
+  EXPECT_EQ((*e)->parallel_runner()->num_sequences(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Layouts, ParallelPreemptionTest,
+                         ::testing::Values(layout("tp4_dcp2", 4, 2, 1, 1, 1), layout("cp2", 1, 1, 2, 1, 1),
+                                           layout("kvp2", 1, 1, 1, 2, 1, 1024)),
+                         [](const ::testing::TestParamInfo<LayoutCase>& param) { return param.param.name; });
+
+TEST(ParallelEngine, RejectsAnImpossibleLayoutWithTheRule) {
+  EngineConfig cfg = base_config();
+  cfg.parallel.tp = 2;
+  cfg.parallel.dcp = 2;  // 2 kv heads at tp 2: no replica to shard
+  auto e = LLMEngine::create(model(), nullptr, cfg);
+  ASSERT_FALSE(e.is_ok());
+  EXPECT_NE(e.status().message().find("--dcp 2"), std::string::npos) << e.status().message();
+}
+
+TEST(ParallelEngine, RejectsARequestNoRankCanHold) {
+  EngineConfig cfg = base_config();
+  cfg.parallel.kvp = 2;
+  cfg.parallel.kvp_shard_tokens = 1024;
+  cfg.num_kv_blocks = 50;  // the sequence pool (2·49 blocks) would take 1500 tokens, the first group only 784
+  auto e = LLMEngine::create(model(), nullptr, cfg).value();
+  EXPECT_EQ(e->num_kv_blocks(), 2 * 49 + 1);
+  auto id = e->add_request(greedy_request(std::vector<int32_t>(1500, 7), 4));
+  ASSERT_FALSE(id.is_ok());
+  EXPECT_NE(id.status().message().find("KV blocks on the most loaded rank"), std::string::npos)
+      << id.status().message();
+}
+
+}  // namespace
+}  // namespace longctx
