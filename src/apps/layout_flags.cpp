@@ -20,7 +20,7 @@ void add_layout_flags(CLI::App& cmd, ParallelConfig& c) {
 LayoutModelDims layout_dims(const ModelConfig& mc) {
   LayoutModelDims d;
   d.num_heads = mc.num_heads;
-  d.num_kv_heads = mc.num_kv_heads;
+  d.num_kv_heads = mc.is_mla() ? 1 : mc.num_kv_heads;  // MLA: one latent serves every head (DESIGN.md §3)
   d.num_layers = mc.num_layers;
   return d;
 }

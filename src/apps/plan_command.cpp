@@ -1,13 +1,16 @@
 // `longctx plan`: prices the parallel layouts of a model on a cluster (perf/planner.h)
-// and recommends one, with the reasoning.
+// and recommends one, with the reasoning. Given the layout flags (the same as generate's
+// and serve's, apps/layout_flags.h) it also validates and prices that layout.
 //
 //   longctx plan --model DIR --gpus 8 --gpu-mem 141 --context 131072 [--batch 4] [--json]
+//                [--tp 8 --dcp 8 ...]
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
 #include "apps/commands.h"
+#include "apps/layout_flags.h"
 #include "model/config.h"
 #include "model/presets.h"
 #include "perf/planner.h"
@@ -27,6 +30,11 @@ struct PlanFlags {
   int64_t max_tp = 8;
   double weight_bytes = 2, kv_bytes = 2;
   bool json = false;
+  ParallelConfig layout;  // a layout to price besides the candidates (all 1: none)
+
+  bool has_layout() const {
+    return layout.tp * layout.pp * layout.cp * layout.kvp > 1 || layout.dcp > 1;
+  }
 };
 
 Result<ModelConfig> load_config(const PlanFlags& f) {
@@ -77,9 +85,33 @@ void print_text(const Plan& p, const PlanFlags& f) {
                 static_cast<long long>(p.recommended.max_batch), static_cast<long long>(f.context));
 }
 
+// The user's layout, priced as the candidates are.
+PlannedLayout given_layout(const PlanFlags& f, const Plan& p, const PlanRequest& req) {
+  PlannedLayout l;
+  l.tp = f.layout.tp;
+  l.dcp = f.layout.dcp;
+  l.cp = f.layout.cp;
+  l.kvp = f.layout.kvp;
+  l.pp = f.layout.pp;
+  l.kvp_shard_tokens = f.layout.kvp_shard_tokens;
+  return price_layout(p, req, l);
+}
+
 int run_plan(const PlanFlags& f) {
   auto mc = load_config(f);
   if (!mc.is_ok()) return fail(mc.status().message());
+  if (f.has_layout()) {
+    // An impossible layout is a usage error, as in generate and serve.
+    Status st = ParallelLayout::validate(f.layout, layout_dims(*mc));
+    const int64_t world = int64_t{f.layout.tp} * f.layout.pp * f.layout.cp * f.layout.kvp;
+    if (st.is_ok() && world > f.gpus)
+      st = invalid_argument("the layout needs tp·pp·cp·kvp = " + std::to_string(world) + " GPUs but --gpus is " +
+                            std::to_string(f.gpus));
+    if (!st.is_ok()) {
+      std::fprintf(stderr, "error: %s\n", st.message().c_str());
+      return kLayoutErrorExitCode;
+    }
+  }
   PlanRequest req;
   req.weight_bytes = f.weight_bytes;  // weights may be fp8 while the KV stays bf16
   req.kv_bytes = f.kv_bytes;
@@ -106,6 +138,7 @@ int run_plan(const PlanFlags& f) {
                         {"candidates", nlohmann::json::array()},
                         {"reasoning", p.reasoning}};
     for (const PlannedLayout& l : p.candidates) j["candidates"].push_back(layout_json(l));
+    if (f.has_layout()) j["given"] = layout_json(given_layout(f, p, req));
     if (p.fits) {
       j["recommended"] = p.recommended.flags();
       j["recommended_layout"] = layout_json(p.recommended);
@@ -120,6 +153,13 @@ int run_plan(const PlanFlags& f) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     print_text(p, f);
+    if (f.has_layout()) {
+      const PlannedLayout g = given_layout(f, p, req);
+      std::printf("\ngiven: %s   weights/rank %.1f GiB, kv dup %lldx, max context %lld tokens, max batch %lld%s\n",
+                  g.flags().c_str(), g.weights_bytes_per_rank / kGiB, static_cast<long long>(g.kv_duplication),
+                  static_cast<long long>(g.max_context_tokens), static_cast<long long>(g.max_batch),
+                  g.weights_fit ? "" : "  (weights do not fit)");
+    }
   }
   return p.fits ? 0 : fail(p.error);
 }
@@ -145,6 +185,7 @@ void add_plan_command(CLI::App& app, CommandRunner& run) {
       ->capture_default_str();
   cmd->add_option("--kv-bytes", f->kv_bytes, "Bytes per KV element (2: bf16)")->capture_default_str();
   cmd->add_flag("--json", f->json, "Print the plan as one JSON object");
+  add_layout_flags(*cmd, f->layout);
   cmd->callback([f, &run] { run = [f] { return run_plan(*f); }; });
 }
 

@@ -53,8 +53,6 @@ int64_t kv_duplication(int64_t tp, int64_t dcp, int64_t num_kv_heads) {
   return std::max<int64_t>(1, replication(tp, num_kv_heads) / dcp);
 }
 
-namespace {
-
 PlannedLayout price_layout(const Plan& p, const PlanRequest& req, PlannedLayout l) {
   const double usable = req.gpu_memory_bytes * req.memory_utilization;
   l.weights_bytes_per_rank = p.weights_bytes / static_cast<double>(l.tp * l.pp);
@@ -74,8 +72,6 @@ PlannedLayout price_layout(const Plan& p, const PlanRequest& req, PlannedLayout 
   }
   return l;
 }
-
-}  // namespace
 
 Result<Plan> plan_layout(const ModelConfig& config, const PlanRequest& req) {
   if (req.gpus < 1) return invalid_argument("--gpus " + std::to_string(req.gpus) + " must be at least 1");

@@ -65,4 +65,8 @@ int64_t kv_duplication(int64_t tp, int64_t dcp, int64_t num_kv_heads);
 // not read it) unless it is tied to the LM head; all divided evenly over tp·pp.
 Result<Plan> plan_layout(const ModelConfig& config, const PlanRequest& req);
 
+// Fills l's figures (weights and KV per rank, duplication, max context and batch) from a
+// plan's model figures (`p` as plan_layout returns it) — for a layout given by the user.
+PlannedLayout price_layout(const Plan& p, const PlanRequest& req, PlannedLayout l);
+
 }  // namespace longctx

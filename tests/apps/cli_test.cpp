@@ -134,6 +134,28 @@ TEST(Cli, AnImpossibleLayoutIsAUsageErrorNamingTheRule) {
   EXPECT_EQ(r.out.find("listening"), std::string::npos) << r.out;
 }
 
+TEST(Cli, PlanTakesTheSameLayoutFlags) {
+  const std::string plan = "plan --model " + std::string(LONGCTX_TEST_DATA_DIR) +
+                           "/plan/llama-3.1-70b --gpus 16 --gpu-mem 80 --context 131072 --json";
+  // 8 kv heads at tp 16: each head on two ranks (2x duplication) until dcp 2 shards them.
+  CliResult r = run_cli(plan + " --tp 16", "2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["given"]["flags"], "--tp 16");
+  EXPECT_EQ(j["given"]["kv_duplication"], 2);
+  r = run_cli(plan + " --tp 16 --dcp 2", "2>/dev/null");
+  ASSERT_EQ(r.code, 0) << r.out;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["given"]["kv_duplication"], 1);
+  EXPECT_GT(j["given"]["max_context_tokens"].get<int64_t>(), 0);
+  r = run_cli(plan + " --tp 16 --dcp 4");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--dcp 4"), std::string::npos) << r.out;
+  r = run_cli(plan + " --tp 8 --pp 4");
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--gpus is 16"), std::string::npos) << r.out;
+}
+
 TEST(Cli, MakeModelThenChatTokenizeAndBatchFile) {
   const fs::path dir = fs::temp_directory_path() / ("longctx_cli_" + std::to_string(::getpid()));
   fs::remove_all(dir);
