@@ -17,6 +17,7 @@ void add_simulate_command(CLI::App& app, CommandRunner& run);
 void add_serve_command(CLI::App& app, CommandRunner& run);
 void add_plan_command(CLI::App& app, CommandRunner& run);
 void add_bench_serve_command(CLI::App& app, CommandRunner& run);
+void add_bench_profile_command(CLI::App& app, CommandRunner& run);
 
 // Prints "error: <message>" to stderr and returns the CLI's failure exit code (1).
 int fail(const std::string& message);

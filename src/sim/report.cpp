@@ -48,7 +48,9 @@ std::vector<ClassStats> summarize(const SimResult& r, int64_t long_threshold) {
   std::vector<ClassStats> out;
   for (Acc& a : acc) {
     a.s.ttft_p50 = percentile(a.ttft, 50);
+    a.s.ttft_p90 = percentile(a.ttft, 90);
     a.s.ttft_p99 = percentile(a.ttft, 99);
+    a.s.tbt_p90 = percentile(a.tbt, 90);
     a.s.tbt_p50 = percentile(a.tbt, 50);
     a.s.tbt_p99 = percentile(a.tbt, 99);
     a.s.e2e_p50 = percentile(a.e2e, 50);
@@ -73,13 +75,30 @@ nlohmann::json to_json(const SimResult& r, const std::vector<ClassStats>& classe
     j["classes"][c.name] = {{"count", c.count},
                             {"rejected", c.rejected},
                             {"ttft_p50", c.ttft_p50},
+                            {"ttft_p90", c.ttft_p90},
                             {"ttft_p99", c.ttft_p99},
+                            {"tbt_p90", c.tbt_p90},
                             {"tbt_p50", c.tbt_p50},
                             {"tbt_p99", c.tbt_p99},
                             {"e2e_p50", c.e2e_p50},
                             {"throughput_tok_s", c.throughput_tok_s},
                             {"output_tok_s", c.output_tok_s}};
   return j;
+}
+
+nlohmann::json requests_json(const SimResult& r) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const SimRequest& q : r.requests) {
+    nlohmann::json j = {{"index", q.index},       {"arrival_s", q.arrival_s},
+                        {"prompt_tokens", q.prompt_tokens}, {"output_tokens", q.output_tokens},
+                        {"rejected", q.rejected}, {"pool", q.pool},
+                        {"replica", q.replica},   {"preemptions", q.num_preemptions}};
+    if (q.first_token_s >= 0) j["ttft_s"] = q.ttft_s();
+    if (q.finish_s >= 0) j["e2e_s"] = q.e2e_s();
+    j["tbt_s"] = q.tbt_s;
+    out.push_back(std::move(j));
+  }
+  return out;
 }
 
 std::string format_table(const SimResult& r, const std::vector<ClassStats>& classes) {

@@ -15,7 +15,7 @@ struct ClassStats {
   std::string name;
   int64_t count = 0;     // finished requests
   int64_t rejected = 0;  // refused at admission
-  double ttft_p50 = 0, ttft_p99 = 0, tbt_p50 = 0, tbt_p99 = 0, e2e_p50 = 0;
+  double ttft_p50 = 0, ttft_p90 = 0, ttft_p99 = 0, tbt_p50 = 0, tbt_p90 = 0, tbt_p99 = 0, e2e_p50 = 0;
   double throughput_tok_s = 0;  // prompt + output tokens of the class's finished requests / duration
   double output_tok_s = 0;
 };
@@ -29,6 +29,8 @@ double utilisation(const SimResult& r);
 // Classes "short" (prompt < long_threshold tokens), "long" and "all".
 std::vector<ClassStats> summarize(const SimResult& r, int64_t long_threshold = 32768);
 nlohmann::json to_json(const SimResult& r, const std::vector<ClassStats>& classes);
+// Per request: prompt/output tokens, arrival, ttft_s, tbt_s (list), e2e_s, pool, replica.
+nlohmann::json requests_json(const SimResult& r);
 std::string format_table(const SimResult& r, const std::vector<ClassStats>& classes);
 
 }  // namespace longctx

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Fidelity of the simulator against a real server on this machine's CPU backend
+# (docs/scheduling.md, "Fidelity"): one trace of mixed requests is
+#   1. served for real: `longctx serve` + `longctx bench serve --dataset TRACE`,
+#   2. simulated: `longctx simulate --trace TRACE --hardware PROFILE` with the table that
+#      `longctx bench profile --model DIR` measured on this machine just before,
+# and the per-class median and p90 TTFT and TBT are compared (bench/fidelity_compare.py).
+#
+#   bash bench/fidelity.sh MODEL_DIR [N] [WORKLOAD]
+# Env: LONGCTX (the binary, default build/src/longctx), OMP_NUM_THREADS (default 1: on
+# shared cores a second OpenMP thread mostly waits at barriers), OUT (results folder,
+# default bench/results/fidelity_<model>_<time>).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+model=${1:?usage: bench/fidelity.sh MODEL_DIR [N] [WORKLOAD]}
+n=${2:-200}
+# 85% short prompts (64-512 tokens), 15% long (2K-8K; "long" from 2048), 16-64 outputs.
+workload=${3:-"mix:n=$n,rate=1.5,prompts=0.85@64-512+0.15@2k-8k,out=16-64,seed=7"}
+bin=${LONGCTX:-build/src/longctx}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+name=$(basename "$model")
+out=${OUT:-bench/results/fidelity_${name}_$(date -u +%Y%m%d_%H%M%S)}
+mkdir -p "$out"
+threshold=2048
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/load.txt"
+"$bin" bench profile --out "$out/profile.json" --model "$model" --name "cpu-$name" | tee "$out/profile.txt"
+# The trace: generated once, then served and simulated.
+"$bin" simulate --workload "$workload" --model "$model" --hardware "$out/profile.json" \
+  --kv-cache-tokens 1000000 --save-trace "$out/trace.jsonl" --long-threshold $threshold > /dev/null
+
+port=$((20000 + RANDOM % 20000))
+"$bin" serve --model "$model" --port $port --max-num-batched-tokens 2048 --max-num-seqs 256 \
+  > "$out/serve.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null || true' EXIT
+for _ in $(seq 1 120); do
+  curl -sf "http://127.0.0.1:$port/health" > /dev/null && break
+  sleep 0.5
+done
+start=$(date +%s)
+"$bin" bench serve --base-url "http://127.0.0.1:$port" --dataset "$out/trace.jsonl" --num-prompts "$n" \
+  --vocab-size 1000 --result-json "$out/serve.json" --max-duration 1800 | tee "$out/bench_serve.txt"
+echo "served $n requests in $(( $(date +%s) - start )) s; load after: $(cut -d' ' -f1-3 /proc/loadavg)" \
+  | tee -a "$out/load.txt"
+kill $server; wait $server 2>/dev/null || true
+trap - EXIT
+
+"$bin" simulate --trace "$out/trace.jsonl" --model "$model" --hardware "$out/profile.json" \
+  --kv-cache-tokens 1000000 --max-num-batched-tokens 2048 --max-num-seqs 256 --long-threshold $threshold \
+  --requests-json "$out/sim_requests.json" --json > "$out/sim.json"
+python3 bench/fidelity_compare.py "$out/serve.json" "$out/sim_requests.json" $threshold | tee "$out/compare.md"
+echo "results in $out"

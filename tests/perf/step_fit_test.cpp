@@ -1,0 +1,82 @@
+#include "perf/step_fit.h"
+
+#include <gtest/gtest.h>
+
+namespace longctx {
+namespace {
+
+ModelShape toy_shape() {
+  ModelShape s;
+  s.num_layers = 2;
+  s.hidden_size = 64;
+  s.num_kv_heads = 2;
+  s.layer_params_per_token = 1e6;
+  s.dense_weight_params = 2e6;
+  s.attn_flops_per_pair = 512;
+  s.kv_bytes_per_token = 1024;
+  return s;
+}
+
+std::vector<MeasuredStep> shapes() {
+  std::vector<MeasuredStep> steps;
+  for (int64_t batch : {1, 4, 16})
+    for (int64_t prompt : {16, 256, 2048}) {
+      steps.push_back({std::vector<ChunkWork>(static_cast<size_t>(batch), ChunkWork{0, prompt}), 0});
+      steps.push_back({std::vector<ChunkWork>(static_cast<size_t>(batch), ChunkWork{prompt, 1}), 0});
+    }
+  return steps;
+}
+
+// Steps priced by a known calibration come back with that calibration.
+TEST(StepFit, RecoversTheCoefficientsThatMadeTheTimes) {
+  const HardwareProfile hw{"t", 1e10, 1e10, 1e10, 0, 0, 1e12, 0, {}};
+  const RooflineCostModel roofline(toy_shape(), hw);
+  StepCalibration truth;
+  truth.layer_params_per_token = 1e6;
+  truth.attn_flops_per_pair = 512;
+  truth.step_s = 2e-3;
+  truth.per_seq_s = 1.5e-3;
+  truth.per_token_s = 2e-5;
+  truth.per_pair_s = 4e-9;
+  truth.gemm_scale = 1.2;
+  HardwareProfile with = hw;
+  with.calibrations = {truth};
+  const RooflineCostModel priced(toy_shape(), with);
+  std::vector<MeasuredStep> steps = shapes();
+  for (MeasuredStep& s : steps) s.seconds = priced.step_time_s(s.chunks);
+  auto fit = fit_step_calibration(steps, roofline, "toy");
+  ASSERT_TRUE(fit.is_ok()) << fit.status().to_string();
+  EXPECT_NEAR(fit->step_s, truth.step_s, 1e-9);
+  EXPECT_NEAR(fit->per_seq_s, truth.per_seq_s, 1e-9);
+  EXPECT_NEAR(fit->per_token_s, truth.per_token_s, 1e-10);
+  EXPECT_NEAR(fit->per_pair_s, truth.per_pair_s, 1e-13);
+  EXPECT_NEAR(fit->gemm_scale, truth.gemm_scale, 1e-6);
+  EXPECT_LT(fit->rms_rel_error, 1e-9);
+  EXPECT_EQ(fit->num_samples, static_cast<int64_t>(steps.size()));
+  EXPECT_EQ(fit->layer_params_per_token, 1e6);
+}
+
+// Times that a negative coefficient would fit best get the best non-negative fit.
+TEST(StepFit, CoefficientsNeverNegative) {
+  const HardwareProfile hw{"t", 1e10, 1e10, 1e10, 0, 0, 1e12, 0, {}};
+  const RooflineCostModel roofline(toy_shape(), hw);
+  std::vector<MeasuredStep> steps = shapes();
+  // Time falls with the batch: the unconstrained fit would want per_seq < 0.
+  for (MeasuredStep& s : steps) s.seconds = 0.1 / static_cast<double>(s.chunks.size());
+  auto fit = fit_step_calibration(steps, roofline, "toy");
+  ASSERT_TRUE(fit.is_ok());
+  for (double c : {fit->step_s, fit->per_seq_s, fit->per_token_s, fit->per_pair_s, fit->gemm_scale})
+    EXPECT_GE(c, 0.0);
+}
+
+TEST(StepFit, TooFewStepsIsAnError) {
+  const HardwareProfile hw{"t", 1e10, 1e10, 1e10, 0, 0, 1e12, 0, {}};
+  const RooflineCostModel roofline(toy_shape(), hw);
+  std::vector<MeasuredStep> steps(3, MeasuredStep{{ChunkWork{0, 4}}, 0.01});
+  auto fit = fit_step_calibration(steps, roofline, "toy");
+  ASSERT_FALSE(fit.is_ok());
+  EXPECT_NE(fit.status().message().find("at least 5"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace longctx
