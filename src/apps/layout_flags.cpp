@@ -2,6 +2,8 @@
 
 #include <cstdio>
 
+#include "model/sharded_dense_model.h"
+
 namespace longctx::apps {
 
 void add_layout_flags(CLI::App& cmd, ParallelConfig& c) {
@@ -15,15 +17,12 @@ void add_layout_flags(CLI::App& cmd, ParallelConfig& c) {
   add("--kvp", c.kvp, "KV-parallel groups (Medha): a long request's KV in contiguous shards");
   add("--dcp-interleave", c.dcp_interleave, "DCP token interleave: 1 (round-robin) or a multiple of the block size");
   add("--kvp-shard-tokens", c.kvp_shard_tokens, "Tokens per KVP group before the next group takes over");
+  add("--ep", c.ep, "Expert-parallel ranks for MoE models (routed experts split over them, inside a stage)");
+  cmd.add_flag("--helix", c.helix, "Helix: attention over kvp x tp ranks (KV over KVP, heads over TP), FFN as TP kvp*tp")
+      ->group("Parallel layout");
 }
 
-LayoutModelDims layout_dims(const ModelConfig& mc) {
-  LayoutModelDims d;
-  d.num_heads = mc.num_heads;
-  d.num_kv_heads = mc.is_mla() ? 1 : mc.num_kv_heads;  // MLA: one latent serves every head (DESIGN.md §3)
-  d.num_layers = mc.num_layers;
-  return d;
-}
+LayoutModelDims layout_dims(const ModelConfig& mc) { return ShardedDenseModel::layout_dims(mc); }
 
 Status validate_layout(const ParallelConfig& cfg, const std::string& model_dir) {
   auto mc = load_model_config(model_dir);

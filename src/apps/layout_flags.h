@@ -1,5 +1,5 @@
 // The parallel-layout flags (--tp --pp --cp --dcp --kvp --dcp-interleave
-// --kvp-shard-tokens), registered in one place for every command that takes a layout
+// --kvp-shard-tokens --ep --helix), registered in one place for every command that takes a layout
 // (generate, serve, plan) and read into one ParallelConfig, so they parse and validate
 // alike everywhere. A new scheme's flag is one line in add_layout_flags.
 #pragma once
@@ -20,7 +20,7 @@ inline constexpr int kLayoutErrorExitCode = 2;
 // Registers the layout flags on `cmd`, writing into `cfg` (its current values are the defaults).
 void add_layout_flags(CLI::App& cmd, ParallelConfig& cfg);
 
-// What of a model a layout depends on.
+// What of a model a layout depends on (ShardedDenseModel's: MLA counts one kv head).
 LayoutModelDims layout_dims(const ModelConfig& mc);
 
 // ParallelLayout::validate for `cfg` under the model in `model_dir` (its config.json);

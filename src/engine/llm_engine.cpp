@@ -60,11 +60,7 @@ Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, co
   // The layout: validated against the model's heads and layers (the message names the flag).
   ParallelConfig pc = cfg.parallel;
   pc.block_size = cfg.block_size;
-  LayoutModelDims dims;
-  dims.num_heads = mc.num_heads;
-  dims.num_kv_heads = mc.num_kv_heads;
-  dims.num_layers = mc.num_layers;
-  auto layout = ParallelLayout::create(pc, dims);
+  auto layout = ParallelLayout::create(pc, ShardedDenseModel::layout_dims(mc));
   if (!layout.is_ok()) return layout.status();
   const bool parallel = layout->world_size() > 1;
   if (!parallel && cfg.spp_chunk_tokens > 0)

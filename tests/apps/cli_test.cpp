@@ -75,7 +75,8 @@ std::pair<std::string, std::vector<int64_t>> golden_prompt(int i) {
 TEST(Cli, GenerateUnderParallelLayoutsGivesTheTransformersTokens) {
   const auto [csv, greedy] = golden_prompt(2);  // 300 tokens
   for (const char* layout : {"--tp 2", "--tp 4 --dcp 2", "--cp 2 --max-num-batched-tokens 128",
-                             "--kvp 2 --kvp-shard-tokens 160", "--pp 2 --spp-chunk 64", "--tp 2 --pp 2 --cp 2"}) {
+                             "--kvp 2 --kvp-shard-tokens 160", "--pp 2 --spp-chunk 64", "--tp 2 --pp 2 --cp 2",
+                             "--helix --kvp 2 --tp 2 --kvp-shard-tokens 160"}) {
     CliResult r = run_cli("generate --model " + kHf + "llama_gqa --prompt-ids " + csv + " --max-tokens " +
                               std::to_string(greedy.size()) + " --json --ignore-eos --threads-per-rank 1 " + layout,
                           "2>/dev/null");
@@ -124,6 +125,9 @@ TEST(Cli, AnImpossibleLayoutIsAUsageErrorNamingTheRule) {
   r = run_cli("generate" + model + " --prompt-ids 1,2,3 --kvp 2");
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("--kvp-shard-tokens"), std::string::npos) << r.out;
+  r = run_cli("generate" + model + " --prompt-ids 1,2,3 --helix --tp 4 --kvp 2 --kvp-shard-tokens 16");
+  EXPECT_EQ(r.code, 2) << r.out;  // 2 kv heads: Helix never replicates KV
+  EXPECT_NE(r.out.find("--helix"), std::string::npos) << r.out;
   r = run_cli("generate" + model + " --prompt-ids 1,2,3 --pp 3");  // 2 layers
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("--pp 3"), std::string::npos) << r.out;

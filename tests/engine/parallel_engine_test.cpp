@@ -5,9 +5,12 @@
 // ranks' caches.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <random>
+#include <stdexcept>
 #include <string>
 
 #include "engine/llm_engine.h"
@@ -56,9 +59,9 @@ struct Workload {
 };
 
 // The four golden prompts (5, 33, 300, 2100 tokens) and six random ones up to 1500.
-Workload mixed_workload() {
+Workload mixed_workload(const std::string& name = "llama_gqa") {
   Workload w;
-  for (const Golden& g : load_goldens("llama_gqa")) {
+  for (const Golden& g : load_goldens(name)) {
     w.requests.push_back(greedy_request(g.ids, static_cast<int64_t>(g.greedy.size())));
     w.golden.push_back(g.greedy);
   }
@@ -73,9 +76,11 @@ Workload mixed_workload() {
   return w;
 }
 
-const DenseModel& model() {
-  static DenseModel m = DenseModel::load(hf_dir("llama_gqa")).value();
-  return m;
+const DenseModel& model(const std::string& name = "llama_gqa") {
+  static std::map<std::string, std::unique_ptr<DenseModel>> models;
+  auto& m = models[name];
+  if (!m) m = std::make_unique<DenseModel>(DenseModel::load(hf_dir(name)).value());
+  return *m;
 }
 
 EngineConfig base_config() {
@@ -88,24 +93,25 @@ EngineConfig base_config() {
 }
 
 // The single-rank engine's tokens for the workload (the reference for the random prompts).
-const std::vector<std::vector<int32_t>>& single_rank_tokens() {
-  static std::vector<std::vector<int32_t>> tokens = [] {
-    Workload w = mixed_workload();
-    auto e = LLMEngine::create(model(), nullptr, base_config()).value();
-    std::vector<RequestId> ids;
-    for (const auto& r : w.requests) ids.push_back(e->add_request(r).value());
-    auto got = run_all(*e);
-    std::vector<std::vector<int32_t>> out;
-    for (RequestId id : ids) out.push_back(got[id]);
-    return out;
-  }();
-  return tokens;
+const std::vector<std::vector<int32_t>>& single_rank_tokens(const std::string& name = "llama_gqa") {
+  static std::map<std::string, std::vector<std::vector<int32_t>>> cache;
+  auto it = cache.find(name);
+  if (it != cache.end()) return it->second;
+  Workload w = mixed_workload(name);
+  auto e = LLMEngine::create(model(name), nullptr, base_config()).value();
+  std::vector<RequestId> ids;
+  for (const auto& r : w.requests) ids.push_back(e->add_request(r).value());
+  auto got = run_all(*e);
+  std::vector<std::vector<int32_t>> out;
+  for (RequestId id : ids) out.push_back(got[id]);
+  return cache[name] = std::move(out);
 }
 
 struct LayoutCase {
   std::string name;
   ParallelConfig pc;
   int64_t spp = 0;
+  std::string model = "llama_gqa";
 };
 
 std::ostream& operator<<(std::ostream& os, const LayoutCase& c) { return os << c.name; }
@@ -246,6 +252,76 @@ INSTANTIATE_TEST_SUITE_P(Layouts, ParallelPreemptionTest,
                          ::testing::Values(layout("tp4_dcp2", 4, 2, 1, 1, 1), layout("cp2", 1, 1, 2, 1, 1),
                                            layout("kvp2", 1, 1, 1, 2, 1, 1024)),
                          [](const ::testing::TestParamInfo<LayoutCase>& param) { return param.param.name; });
+
+// The other fixture architectures under layouts: MoE with expert parallelism, MLA with
+// DCP of its one latent head, Helix, and Qwen's biases / q-k norms with CP and KVP.
+class ModelLayoutTest : public ::testing::TestWithParam<LayoutCase> {};
+
+TEST_P(ModelLayoutTest, ConcurrentMixedRequestsMatchTransformersAndOneRank) {
+  const LayoutCase& c = GetParam();
+  Workload w = mixed_workload(c.model);
+  const auto& reference = single_rank_tokens(c.model);
+  EngineConfig cfg = base_config();
+  cfg.parallel = c.pc;
+  cfg.spp_chunk_tokens = c.spp;
+  auto e = LLMEngine::create(model(c.model), nullptr, cfg);
+  ASSERT_TRUE(e.is_ok()) << e.status().to_string();
+  std::vector<RequestId> ids;
+  for (const auto& r : w.requests) ids.push_back((*e)->add_request(r).value());
+  auto got = run_all(**e);
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (!w.golden[i].empty()) {
+      EXPECT_EQ(got[ids[i]], w.golden[i]) << "golden prompt " << i;
+    }
+    EXPECT_EQ(got[ids[i]], reference[i]) << "request " << i << " vs the single-rank engine";
+  }
+  EXPECT_EQ((*e)->parallel_runner()->num_sequences(), 0);
+}
+
+LayoutCase on(std::string model_name, LayoutCase c, int ep = 1, bool helix = false) {
+  c.model = model_name;
+  c.name = model_name + "_" + c.name;
+  c.pc.ep = ep;
+  c.pc.helix = helix;
+  return c;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, ModelLayoutTest,
+    ::testing::Values(on("mixtral_moe", layout("tp2_ep2", 2, 1, 1, 1, 1), 2),
+                      on("qwen3_moe", layout("cp2_ep2_pp2_spp", 1, 1, 2, 1, 2, 0, 128), 2),
+                      on("deepseek_v3_mla", layout("tp2_dcp2", 2, 2, 1, 1, 1)),
+                      on("deepseek_v3_mla", layout("kvp2_helix", 1, 1, 1, 2, 1, 512), 1, true),
+                      on("qwen2_bias_tied", layout("helix_kvp2_tp2", 2, 1, 1, 2, 1, 512), 1, true),
+                      on("qwen3_qknorm", layout("cp2_kvp2", 1, 1, 2, 2, 1, 256))),
+    [](const ::testing::TestParamInfo<LayoutCase>& param) { return param.param.name; });
+
+// A rank failing mid-run: the step's requests end with "abort" (their shares dropped on
+// every rank), the engine goes on, and a request added afterwards gets the golden tokens.
+TEST(ParallelEngine, ARankFailureAbortsTheStepsRequestsAndTheEngineGoesOn) {
+  EngineConfig cfg = base_config();
+  cfg.parallel.tp = 2;
+  cfg.parallel.pp = 2;
+  auto e = LLMEngine::create(model(), nullptr, cfg).value();
+  const auto goldens = load_goldens("llama_gqa");
+  const RequestId a = e->add_request(greedy_request(goldens[3].ids, 8)).value();  // 2100 tokens: 5 steps
+  e->step();
+  std::atomic<bool> armed{true};
+  e->parallel_runner()->set_observer([&](int rank, int64_t, MicroBatchEvent ev) {
+    if (rank == 2 && ev == MicroBatchEvent::kBegin && armed.exchange(false)) throw std::runtime_error("rank lost");
+  });
+  std::map<RequestId, std::string> reasons;
+  for (const RequestOutput& o : e->step())
+    if (o.finished) reasons[o.request_id] = o.finish_reason;
+  EXPECT_EQ(reasons[a], "abort");
+  EXPECT_FALSE(e->has_unfinished());
+  EXPECT_EQ(e->parallel_runner()->num_sequences(), 0);
+  EXPECT_EQ(e->metrics().snapshot().requests_aborted, 1);
+
+  const RequestId b = e->add_request(greedy_request(goldens[2].ids, 16)).value();
+  auto got = run_all(*e);
+  EXPECT_EQ(got[b], goldens[2].greedy);
+}
 
 TEST(ParallelEngine, RejectsAnImpossibleLayoutWithTheRule) {
   EngineConfig cfg = base_config();
