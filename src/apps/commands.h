@@ -18,6 +18,7 @@ void add_serve_command(CLI::App& app, CommandRunner& run);
 void add_plan_command(CLI::App& app, CommandRunner& run);
 void add_bench_serve_command(CLI::App& app, CommandRunner& run);
 void add_bench_profile_command(CLI::App& app, CommandRunner& run);
+void add_bench_latency_command(CLI::App& app, CommandRunner& run);
 
 // Prints "error: <message>" to stderr and returns the CLI's failure exit code (1).
 int fail(const std::string& message);

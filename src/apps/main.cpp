@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   longctx::apps::add_plan_command(app, run);
   longctx::apps::add_bench_serve_command(app, run);
   longctx::apps::add_bench_profile_command(app, run);
+  longctx::apps::add_bench_latency_command(app, run);
   CLI11_PARSE(app, argc, argv);
   try {
     return run ? run() : 0;

@@ -1,0 +1,115 @@
+// CudaDenseModel: the dense Llama family (Llama, Qwen2, Qwen3) on one GPU — the CUDA twin of
+// DenseModel. It owns the device weights, the paged KV cache (sized by the memory plan),
+// the activation workspaces for max_num_batched_tokens, and the decode graphs.
+//
+// One call runs a ForwardBatch: every sequence's new tokens at once (whole prompts,
+// prefill chunks over a cached prefix, single decode tokens — one path, STYLE.md §13);
+// block ids in the batch index this model's KV cache (block 0 is the null block).
+// Numerics: bf16 weights and GEMM inputs, fp32 accumulation, an fp32 residual stream (as
+// the CPU backend), bf16 activations between the ops, fp32 logits.
+//
+// Not thread-safe: one thread owns the model and its stream (STYLE.md §18).
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/status.h"
+#include "core/tensor.h"
+#include "model/config.h"
+#include "model/dense_weights.h"
+#include "model/forward_batch.h"
+#include "model_cuda/decode_graphs.h"
+#include "model_cuda/device_buffer.h"
+#include "model_cuda/device_kv_cache.h"
+#include "model_cuda/device_weights.h"
+#include "model_cuda/memory_plan.h"
+#include "ops/cuda/linear.h"
+
+namespace longctx::cuda {
+
+struct CudaModelOptions {
+  int64_t max_num_batched_tokens = 8192;  // tokens of one step: sizes the activations
+  int64_t max_num_seqs = 256;             // sequences of one step; decode graphs up to this batch
+  int64_t max_logit_rows = 0;             // logit rows of one step; 0 = max_num_seqs
+  int64_t block_size = 16;
+  int64_t max_model_len = 0;              // 0 = the config's max_position_embeddings
+  double gpu_memory_utilization = 0.9;    // fraction of the device's memory this model may use
+  int64_t num_kv_blocks = 0;              // > 0: exactly this pool (tests), no memory plan
+  bool cuda_graphs = true;                // replay decode steps as CUDA graphs
+};
+
+class CudaDenseModel {
+ public:
+  // Host weights (e.g. load_dense_weights with --dtype bf16) copied to the GPU.
+  static Result<std::unique_ptr<CudaDenseModel>> create(const ModelConfig& cfg, const DenseWeights& w,
+                                                        const CudaModelOptions& opts);
+  // Random weights made on the GPU (benchmarks of real shapes without a checkpoint).
+  static Result<std::unique_ptr<CudaDenseModel>> create_random(const ModelConfig& cfg, uint64_t seed,
+                                                               const CudaModelOptions& opts);
+  ~CudaDenseModel();
+  CudaDenseModel(const CudaDenseModel&) = delete;
+  CudaDenseModel& operator=(const CudaDenseModel&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  const CudaModelOptions& options() const { return opts_; }
+  const MemoryPlan& memory_plan() const { return plan_; }
+  int64_t num_kv_blocks() const { return kv_.shape().num_blocks; }
+  int64_t block_size() const { return kv_.shape().block_size; }
+  int64_t max_model_len() const { return max_model_len_; }
+  size_t num_graphs() const { return graphs_.size(); }
+  cudaStream_t stream() const { return stream_; }
+
+  // fp32 logits [batch.logit_rows.size(), vocab] on the host. use_graphs = false forces
+  // the eager path (tests compare the two).
+  Result<Tensor> forward(const ForwardBatch& batch, bool use_graphs = true);
+  // Greedy sampling on the GPU: the argmax token of each logit row (only ids come back).
+  Result<std::vector<int32_t>> forward_greedy(const ForwardBatch& batch, bool use_graphs = true);
+
+  // Benchmarks: fills the whole KV cache with random bf16 values, so decode can be timed
+  // over long contexts that were never prefilled (attention then reads real numbers).
+  Status randomize_kv_cache(uint64_t seed);
+
+ private:
+  // What the kernels' grids are sized by: fixed per graph key.
+  struct StepShape {
+    int64_t tokens = 0, seqs = 0, logit_rows = 0, max_num_q = 0, max_context_len = 0, table_stride = 0;
+  };
+  CudaDenseModel(const ModelConfig& cfg, const CudaModelOptions& opts);
+  Status init(DeviceWeights w, size_t used_at_start);
+  Status allocate_workspaces();
+  Status validate(const ForwardBatch& b) const;
+  // Copies the batch's metadata (padded to `shape`) into the fixed device buffer.
+  Status stage(const ForwardBatch& b, const StepShape& shape);
+  Status enqueue_step(const StepShape& s);
+  Status run(const ForwardBatch& b, bool use_graphs);
+
+  ModelConfig cfg_;
+  CudaModelOptions opts_;
+  int64_t max_model_len_ = 0, max_blocks_per_seq_ = 0, max_tokens_ = 0, max_rows_ = 0;
+  MemoryPlan plan_;
+  DeviceWeights w_;
+  DeviceKVCache kv_;
+  cudaStream_t stream_ = nullptr;
+  BlasContext blas_{};
+  DeviceBuffer blas_ws_, attn_ws_, act_, meta_, inv_freq_;
+  HostStaging meta_host_, out_host_;
+  // Offsets into act_ and meta_ (fixed: graphs bake the addresses in).
+  struct {
+    float* residual;
+    __nv_bfloat16 *normed, *qkv, *attn, *gate_up, *mlp_act, *final_normed;
+    float* logits;
+    int32_t* argmax;
+  } a_{};
+  struct {
+    size_t ids, positions, slots, q_begin, context_lens, logit_rows, block_tables, end;
+  } m_{};
+  DecodeGraphs graphs_;
+};
+
+}  // namespace longctx::cuda
