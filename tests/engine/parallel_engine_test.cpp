@@ -8,6 +8,7 @@
 #include <atomic>
 #include <map>
 #include <memory>
+#include <optional>
 #include <ostream>
 #include <random>
 #include <stdexcept>
@@ -321,6 +322,58 @@ TEST(ParallelEngine, ARankFailureAbortsTheStepsRequestsAndTheEngineGoesOn) {
   const RequestId b = e->add_request(greedy_request(goldens[2].ids, 16)).value();
   auto got = run_all(*e);
   EXPECT_EQ(got[b], goldens[2].greedy);
+}
+
+// Prompt logprobs ask for every position's logits: under SPP each piece returns its rows
+// and the runner stitches them back in order. Same values as on one rank.
+TEST(ParallelEngine, PromptLogprobsAcrossSppPiecesMatchOneRank) {
+  std::vector<int32_t> prompt(700);
+  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = static_cast<int32_t>(3 + (i * 37) % 500);
+  auto logprobs_of = [&](EngineConfig cfg) {
+    auto e = LLMEngine::create(model(), nullptr, cfg).value();
+    auto r = greedy_request(prompt, 2);
+    r.prompt_logprobs = 1;
+    e->add_request(r).value();
+    std::optional<std::vector<std::optional<TokenLogprob>>> pl;
+    while (e->has_unfinished())
+      for (auto& o : e->step())
+        if (o.prompt_logprobs) pl = o.prompt_logprobs;
+    EXPECT_TRUE(pl.has_value());
+    return pl.value_or(std::vector<std::optional<TokenLogprob>>{});
+  };
+  EngineConfig one = base_config();
+  one.scheduler.max_num_batched_tokens = 512;
+  EngineConfig spp = one;
+  spp.parallel.pp = 2;
+  spp.parallel.tp = 2;
+  spp.spp_chunk_tokens = 100;  // 512-token chunks in six pieces
+  const auto want = logprobs_of(one), got = logprobs_of(spp);
+  ASSERT_EQ(want.size(), prompt.size());
+  ASSERT_EQ(got.size(), prompt.size());
+  for (size_t i = 1; i < prompt.size(); ++i) {
+    ASSERT_TRUE(got[i].has_value() && want[i].has_value()) << i;
+    EXPECT_EQ(got[i]->token, prompt[i]);
+    EXPECT_NEAR(got[i]->logprob, want[i]->logprob, 1e-4) << "position " << i;
+    ASSERT_EQ(got[i]->top.size(), 1u);
+    ASSERT_EQ(want[i]->top.size(), 1u);
+    EXPECT_EQ(got[i]->top[0].first, want[i]->top[0].first) << "position " << i;
+    EXPECT_NEAR(got[i]->top[0].second, want[i]->top[0].second, 1e-4) << "position " << i;
+  }
+}
+
+TEST(ParallelEngine, MetricsNameTheLayout) {
+  EngineConfig cfg = base_config();
+  cfg.parallel.tp = 2;
+  cfg.parallel.cp = 2;
+  auto e = LLMEngine::create(model(), nullptr, cfg).value();
+  const auto m = e->metrics().snapshot();
+  std::map<std::string, int64_t> labels(m.layout.begin(), m.layout.end());
+  EXPECT_EQ(labels["tp"], 2);
+  EXPECT_EQ(labels["cp"], 2);
+  EXPECT_EQ(labels["world"], 4);
+  EXPECT_EQ(m.kv_blocks_per_rank, std::vector<int64_t>(4, 0));
+  EXPECT_EQ(m.kv_blocks_per_rank_budget, 4095);
+  EXPECT_EQ(e->num_kv_blocks(), 2 * 4095 + 1);  // cp 2: sequence blocks for twice a rank's tokens
 }
 
 TEST(ParallelEngine, RejectsAnImpossibleLayoutWithTheRule) {
