@@ -95,6 +95,75 @@ TEST(ParallelModelRunner, SppPiecesGiveTheSingleRankLogits) {
   }
 }
 
+// Two requests batched in one step — one asking for every position's logits, one a
+// first chunk of a long prefill that continues in the next step — under each layout
+// (SPP pieces where pp > 1): every row equals the single-rank model's (≤ 1e-4 relative).
+TEST(ParallelModelRunner, BatchedChunksGiveTheSingleRankLogitsUnderEachLayout) {
+  const DenseModel& dense = *fixture().model;
+  std::vector<int32_t> short_prompt;
+  testing_support::Golden golden;
+  for (auto& g : testing_support::load_goldens("llama_gqa"))
+    if (g.ids.size() == 300) golden = g;
+  short_prompt = golden.ids;
+  ASSERT_EQ(short_prompt.size(), 300u);
+  SequenceKV kv = dense.new_kv(300);
+  std::vector<int64_t> all(300);
+  for (int64_t i = 0; i < 300; ++i) all[size_t(i)] = i;
+  const Tensor short_rows = dense.forward(short_prompt, kv, all).value();
+
+  struct Case {
+    const char* name;
+    int tp, dcp, cp, kvp, pp;
+    int64_t shard;
+  };
+  for (const Case& lc : {Case{"tp2", 2, 1, 1, 1, 1, 0}, Case{"tp4_dcp2", 4, 2, 1, 1, 1, 0},
+                         Case{"cp2", 1, 1, 2, 1, 1, 0}, Case{"kvp2", 1, 1, 1, 2, 1, 512},
+                         Case{"tp2_cp2_pp2", 2, 1, 2, 1, 2, 0}, Case{"kvp2_pp2", 1, 1, 1, 2, 2, 256}}) {
+    ParallelConfig pc;
+    pc.tp = lc.tp;
+    pc.dcp = lc.dcp;
+    pc.cp = lc.cp;
+    pc.kvp = lc.kvp;
+    pc.pp = lc.pp;
+    pc.kvp_shard_tokens = lc.shard;
+    ParallelLayout layout = make_layout(pc);
+    auto runner = make_runner(layout, 64);
+    std::map<RequestId, Request> reqs;
+    reqs[1].token_ids = short_prompt;
+    reqs[2].token_ids = fixture().prompt;
+    auto request = [&](RequestId id) -> const Request& { return reqs.at(id); };
+    auto every_row = [](RequestId id) { return id == 1; };
+    StepPlan first;
+    first.chunks.push_back({1, 0, 300, true, {}});
+    first.chunks.push_back({2, 0, 1024, false, {}});
+    auto out = runner->run(first, request, every_row);
+    ASSERT_TRUE(out.is_ok()) << lc.name << ": " << out.status().to_string();
+    ASSERT_EQ(out->rows[0].num_rows, 300) << lc.name;
+    EXPECT_LE(relative_error(out->logits.slice(0, out->rows[0].first_row, out->rows[0].first_row + 300).clone(),
+                             short_rows),
+              1e-4)
+        << lc.name;
+    // …and transformers' float64 logits at the golden positions (the fixtures' 1e-3).
+    Tensor at_golden = Tensor::empty({static_cast<int64_t>(golden.logit_pos.size()), dense.config().vocab_size},
+                                     DType::kF32);
+    for (size_t k = 0; k < golden.logit_pos.size(); ++k) {
+      const int64_t row = out->rows[0].first_row + golden.logit_pos[k];
+      at_golden.slice(0, int64_t(k), int64_t(k) + 1).copy_from(out->logits.slice(0, row, row + 1));
+    }
+    EXPECT_LE(relative_error(at_golden, golden.logits), 1e-3) << lc.name;
+    EXPECT_EQ(out->rows[1].first_row, -1) << lc.name;  // a prefill chunk that samples nothing
+    StepPlan second;
+    const int64_t rest = static_cast<int64_t>(fixture().prompt.size()) - 1024;
+    second.chunks.push_back({2, 1024, rest, true, {}});
+    auto last = runner->run(second, request, every_row);
+    ASSERT_TRUE(last.is_ok()) << lc.name << ": " << last.status().to_string();
+    EXPECT_LE(relative_error(last->logits, fixture().last_row), 1e-4) << lc.name;
+    runner->release(1);
+    runner->release(2);
+    EXPECT_EQ(runner->num_sequences(), 0);
+  }
+}
+
 // SPP's point: stage 0 starts piece c + 1 while stage 1 still works on piece c. Stage 1
 // holds each piece open until stage 0 has begun the next one, so this passes only if
 // the runner issues piece c + 1 to stage 0 without waiting for stage 1 (an executor
