@@ -230,6 +230,9 @@ Status BenchServeConfig::validate() const {
   if (max_concurrency < 0) return invalid_argument("--max-concurrency must be >= 0 (0: unlimited)");
   if (!(request_timeout_s > 0)) return invalid_argument("--request-timeout must be positive");
   if (!(max_duration_s > 0)) return invalid_argument("--max-duration must be positive");
+  if (!(duration_s >= 0) || !std::isfinite(duration_s))
+    return invalid_argument("--duration must be a finite number of seconds >= 0 (0: send each request once)");
+  if (duration_s > max_duration_s) return invalid_argument("--duration must not exceed --max-duration");
   return Status::ok();
 }
 
@@ -245,42 +248,63 @@ Result<BenchRun> run_bench_serve(const BenchServeConfig& c, const std::vector<Be
   } else {
     run.model = c.model;
   }
-  run.records.resize(requests.size());
-  for (size_t i = 0; i < requests.size(); ++i) {
-    run.records[i].prompt_tokens = static_cast<int64_t>(requests[i].prompt.size());
-    run.records[i].max_tokens = requests[i].output_tokens;
-    run.records[i].is_long = requests[i].is_long;
-  }
-  const int64_t n = static_cast<int64_t>(requests.size());
+  if (requests.empty()) return invalid_argument("bench serve: no requests to send");
+  const size_t n = requests.size();
+  const bool repeat = c.duration_s > 0;
   const int64_t cap = c.max_concurrency > 0 ? c.max_concurrency : BenchServeConfig::kMaxWorkers;
-  run.max_concurrency = std::max<int64_t>(1, std::min(n, cap));
+  run.max_concurrency = std::max<int64_t>(1, repeat ? cap : std::min(static_cast<int64_t>(n), cap));
+  // --duration: the k-th send is request k mod n, in its repeat k / n; a repeat starts
+  // one list span plus one mean gap after the previous (0 for --request-rate inf).
+  const double span_s = n > 1 ? requests.back().arrival_s * static_cast<double>(n) / static_cast<double>(n - 1) : 0;
+  auto arrival_of = [&](size_t k) {
+    return requests[k % n].arrival_s + static_cast<double>(k / n) * span_s;
+  };
 
   // Requests are taken in arrival order by whichever worker is free: with all workers
   // busy a request waits, which is how --max-concurrency bounds what is in flight.
   std::atomic<size_t> next{0};
   const Clock::time_point start = Clock::now();
-  const Clock::time_point deadline =
-      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(c.max_duration_s));
+  auto at = [&](double s) {
+    return start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+  };
+  const Clock::time_point deadline = at(c.max_duration_s);
+  const Clock::time_point send_until = repeat ? at(c.duration_s) : deadline;
   std::vector<Clock::time_point> finished(static_cast<size_t>(run.max_concurrency), start);
+  // Each worker's records with their send index, merged in send order at the end.
+  std::vector<std::vector<std::pair<size_t, RequestRecord>>> sent(static_cast<size_t>(run.max_concurrency));
   std::vector<std::thread> workers;
   workers.reserve(static_cast<size_t>(run.max_concurrency));
   for (int64_t w = 0; w < run.max_concurrency; ++w) {
     workers.emplace_back([&, w] {
       httplib::Client client = make_client(c);
-      for (size_t i = next++; i < requests.size(); i = next++) {
-        const auto at = start + std::chrono::duration_cast<Clock::duration>(
-                                    std::chrono::duration<double>(requests[i].arrival_s));
-        std::this_thread::sleep_until(std::min(at, deadline));
-        if (Clock::now() >= deadline) {
-          run.records[i].error = "not sent: --max-duration reached";
-          continue;
+      auto& mine = sent[static_cast<size_t>(w)];
+      for (size_t k = next++; repeat || k < n; k = next++) {
+        const BenchRequest& req = requests[k % n];
+        const double arrival_s = arrival_of(k);
+        if (repeat && at(arrival_s) >= send_until) break;  // the load's time is up
+        RequestRecord rec;
+        rec.prompt_tokens = static_cast<int64_t>(req.prompt.size());
+        rec.max_tokens = req.output_tokens;
+        rec.is_long = req.is_long;
+        std::this_thread::sleep_until(std::min(at(arrival_s), send_until));
+        if (Clock::now() >= send_until) {
+          if (repeat) break;
+          rec.error = "not sent: --max-duration reached";
+        } else {
+          send_one(client, c, run.model, req, start, deadline, rec);
+          finished[static_cast<size_t>(w)] = Clock::now();
         }
-        send_one(client, c, run.model, requests[i], start, deadline, run.records[i]);
-        finished[static_cast<size_t>(w)] = Clock::now();
+        mine.emplace_back(k, std::move(rec));
       }
     });
   }
   for (std::thread& t : workers) t.join();
+  std::vector<std::pair<size_t, RequestRecord>> all;
+  for (auto& v : sent)
+    for (auto& r : v) all.push_back(std::move(r));
+  std::sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  run.records.reserve(all.size());
+  for (auto& r : all) run.records.push_back(std::move(r.second));
   run.duration_s = seconds_between(start, *std::max_element(finished.begin(), finished.end()));
   return run;
 }

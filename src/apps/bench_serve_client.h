@@ -47,6 +47,10 @@ struct BenchServeConfig {
   int64_t max_concurrency = 0;      // 0: no limit beyond kMaxWorkers
   double request_timeout_s = 600;   // longest silence on one request's stream
   double max_duration_s = 3600;     // the whole run; unsent requests then fail
+  // > 0: a load of fixed length: the requests are sent over and over (each repeat of
+  // the list shifted by its arrival span plus one mean gap) until this many seconds
+  // have passed; what is in flight then runs to its end, nothing more is sent.
+  double duration_s = 0;
   static constexpr int64_t kMaxWorkers = 1024;
 
   Status validate() const;
@@ -68,12 +72,12 @@ struct RequestRecord {
 
 struct BenchRun {
   std::string model;
-  std::vector<RequestRecord> records;  // in request order
+  std::vector<RequestRecord> records;  // in send order (with duration_s, repeats included)
   double duration_s = 0;               // first send to last completion
   int64_t max_concurrency = 0;         // workers used
 };
 
-// Sends every request and waits for all; returns in bounded time (each request is
+// Sends every request (with duration_s, as many as fit) and waits for all; returns in bounded time (each request is
 // bounded by request_timeout_s of silence, the run by max_duration_s). Fails only when
 // the server cannot be reached or names no model; per-request errors are in records.
 Result<BenchRun> run_bench_serve(const BenchServeConfig& config, const std::vector<BenchRequest>& requests);

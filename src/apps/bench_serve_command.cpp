@@ -1,6 +1,6 @@
 // `longctx bench serve`: a load generator against a running OpenAI-compatible server
 // (ours or vLLM), reporting what `vllm bench serve` reports. Only the --base-url given
-// is contacted; the run is bounded by --num-prompts and --max-duration.
+// is contacted; the run is bounded by --num-prompts (or --duration) and --max-duration.
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -90,8 +90,12 @@ int run_bench_serve_command(const BenchServeFlags& f) {
   const bool trace_arrivals = from_trace && !f.request_rate_given;
   if (!trace_arrivals) assign_poisson_arrivals(*requests, *rate, f.seed);
 
-  std::fprintf(stderr, "bench serve: %zu requests to %s (rate %s)\n", requests->size(), f.client.base_url.c_str(),
-               trace_arrivals ? "from trace" : f.request_rate.c_str());
+  if (f.client.duration_s > 0)
+    std::fprintf(stderr, "bench serve: %zu requests repeated for %g s to %s (rate %s)\n", requests->size(),
+                 f.client.duration_s, f.client.base_url.c_str(), trace_arrivals ? "from trace" : f.request_rate.c_str());
+  else
+    std::fprintf(stderr, "bench serve: %zu requests to %s (rate %s)\n", requests->size(), f.client.base_url.c_str(),
+                 trace_arrivals ? "from trace" : f.request_rate.c_str());
   auto run = run_bench_serve(f.client, *requests);
   if (!run.is_ok()) return fail(run.status().message());
   const BenchSummary summary =
@@ -149,6 +153,10 @@ void add_bench_serve_command(CLI::App& app, CommandRunner& run) {
   cmd->add_option("--request-timeout", f->client.request_timeout_s, "Seconds a stream may stay silent")
       ->capture_default_str();
   cmd->add_option("--max-duration", f->client.max_duration_s, "Seconds the whole run may take")
+      ->capture_default_str();
+  cmd->add_option("--duration", f->client.duration_s,
+                  "Seconds of load: the prompts are sent over and over until then, in-flight ones finish "
+                  "(0: each prompt once)")
       ->capture_default_str();
   cmd->add_option("--result-json", f->result_json, "Also write the results as JSON here");
   cmd->add_option("--seed", f->seed, "Seed of prompts and arrivals")->capture_default_str();

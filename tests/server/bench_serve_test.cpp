@@ -146,6 +146,42 @@ TEST(BenchServe, UnreachableServerAndBadRequestsAreReportedNotHung) {
   EXPECT_EQ(apps::summarize(*run, INFINITY, false).failed, kPrompts);
 }
 
+TEST(BenchServe, DurationRepeatsTheRequestsUntilTimeIsUp) {
+  TestServer server(fixture());
+  BenchServeConfig c = client_for(server);
+  c.max_concurrency = 8;  // more workers than sends: each send leaves at its arrival
+  c.duration_s = 2.5;
+  // Two requests 0.5 s apart: the list spans 1 s (its last arrival plus one mean gap),
+  // so sends are due at 0, 0.5, 1, 1.5 and 2 s, alternating the two prompts; the sixth
+  // (2.5 s) is past --duration and never sent.
+  std::vector<BenchRequest> reqs(2);
+  reqs[0].prompt.assign(8, 3);
+  reqs[1].prompt.assign(16, 5);
+  reqs[0].output_tokens = reqs[1].output_tokens = 4;
+  reqs[1].arrival_s = 0.5;
+  auto run = apps::run_bench_serve(c, reqs);
+  ASSERT_TRUE(run.is_ok()) << run.status().message();
+  ASSERT_EQ(run->records.size(), 5u);
+  for (size_t k = 0; k < run->records.size(); ++k) {
+    const apps::RequestRecord& r = run->records[k];
+    EXPECT_TRUE(r.success) << r.error;
+    EXPECT_EQ(r.prompt_tokens, k % 2 == 0 ? 8 : 16);
+    EXPECT_EQ(r.output_tokens, 4);
+    EXPECT_GE(r.start_s, 0.5 * static_cast<double>(k));  // not before its arrival
+    EXPECT_LT(r.start_s, c.duration_s);
+  }
+  const apps::BenchSummary s = apps::summarize(*run, 2.0, false);
+  EXPECT_EQ(s.completed, 5);
+  EXPECT_EQ(s.failed, 0);
+
+  c.duration_s = c.max_duration_s + 1;
+  EXPECT_FALSE(c.validate().is_ok());
+  c.duration_s = -1;
+  EXPECT_FALSE(c.validate().is_ok());
+  c.duration_s = 1;
+  EXPECT_FALSE(apps::run_bench_serve(c, {}).is_ok());
+}
+
 TEST(BenchServe, LatencyStatsMatchNumpyPercentiles) {
   const apps::LatencyStats s = apps::latency_stats({0.004, 0.001, 0.003, 0.002});
   EXPECT_DOUBLE_EQ(s.mean_ms, 2.5);
