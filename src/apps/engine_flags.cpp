@@ -16,7 +16,7 @@ void EngineFlags::add_to(CLI::App& cmd) {
       ->capture_default_str();
   cmd.add_option("--policy", policy, "Scheduling policy: fcfs, srpt, edf, lrs (Medha least relative slack)")
       ->capture_default_str();
-  cmd.add_option("--hardware", hardware, "Cost-model hardware profile for edf/lrs/adaptive chunking: cpu, h100, h200")
+  cmd.add_option("--hardware", hardware, "Cost-model hardware for edf/lrs/adaptive chunking: cpu, h100, h200, or a `bench profile` file")
       ->capture_default_str();
   cmd.add_option("--ttft-slo", ttft_slo_s, "Base TTFT deadline in seconds (edf, lrs)")->capture_default_str();
   cmd.add_option("--ttft-slo-per-token", ttft_slo_per_token_s, "TTFT allowance per prompt token in seconds")

@@ -100,7 +100,7 @@ Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, co
     LCTX_LOG_INFO("prefix caching is off under the parallel layout {} (not supported yet)", layout->to_string());
     cfg.enable_prefix_caching = false;
   }
-  auto hw = builtin_hardware(cfg.hardware);
+  auto hw = hardware_profile(cfg.hardware);
   if (!hw.is_ok()) return invalid_argument("--hardware: " + hw.status().message());
   auto cost = std::make_unique<RooflineCostModel>(
       model_shape(mc, static_cast<double>(dtype_size(model.weight_dtype()))), *hw);

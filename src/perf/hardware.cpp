@@ -130,6 +130,15 @@ Result<HardwareProfile> load_hardware(const std::filesystem::path& file) {
   return hardware_from_json(j, file.string());
 }
 
+Result<HardwareProfile> hardware_profile(const std::string& name_or_file) {
+  for (const auto& p : kBuiltins)
+    if (p.name == name_or_file) return p;
+  if (std::filesystem::exists(name_or_file)) return load_hardware(name_or_file);
+  auto builtin = builtin_hardware(name_or_file);  // the error lists the names
+  return invalid_argument(name_or_file + ": neither a built-in hardware profile nor a file (" +
+                          builtin.status().message() + ")");
+}
+
 nlohmann::json to_json(const HardwareProfile& p) {
   nlohmann::json calibrations = nlohmann::json::array();
   for (const StepCalibration& c : p.calibrations)

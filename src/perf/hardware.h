@@ -56,6 +56,9 @@ std::vector<std::string> builtin_hardware_names();
 // A profile from JSON (every field above by name); errors name `source` and the field.
 Result<HardwareProfile> hardware_from_json(const nlohmann::json& j, const std::string& source);
 Result<HardwareProfile> load_hardware(const std::filesystem::path& file);
+// A built-in name ("cpu", "h100", "h200") or the path of a profile file (what
+// `bench profile` writes): one flag for both (the engine's --hardware).
+Result<HardwareProfile> hardware_profile(const std::string& name_or_file);
 nlohmann::json to_json(const HardwareProfile& p);
 
 }  // namespace longctx

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "sched/test_cost_models.h"
@@ -112,6 +114,30 @@ TEST(HardwareProfile, JsonRoundTripAndErrors) {
   auto unknown = builtin_hardware("tpu");
   ASSERT_FALSE(unknown.is_ok());
   EXPECT_NE(unknown.status().message().find("h100"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace longctx
+
+namespace longctx {
+namespace {
+
+TEST(HardwareProfile, NameOrFile) {
+  EXPECT_EQ(hardware_profile("h100").value().name, "h100");
+  const std::string path = ::testing::TempDir() + "/longctx_hw_profile.json";
+  HardwareProfile p = builtin_hardware("cpu").value();
+  p.name = "measured";
+  {
+    std::ofstream out(path);
+    out << to_json(p).dump();
+  }
+  auto loaded = hardware_profile(path);
+  ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+  EXPECT_EQ(loaded->name, "measured");
+  auto bad = hardware_profile("no-such-profile");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("h200"), std::string::npos);
+  std::remove(path.c_str());
 }
 
 }  // namespace
