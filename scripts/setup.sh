@@ -14,6 +14,9 @@ packages=(
   libxxhash-dev               # prefix-cache block hashes
   libpcre2-dev                # tokenizer pre-tokenizer regexes (\p{L}, lookahead)
   libcpp-httplib-dev          # HTTP server (longctx serve)
+  curl                        # scripts/load_test.sh talks to the server
+  clang-14 libclang-rt-14-dev # libFuzzer + sanitizers for scripts/fuzz.sh
+  libomp-14-dev               # OpenMP for the clang (fuzz) build
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -294,7 +294,7 @@ class Renderer {
       }
       Object extra_kwargs;
       for (const auto& [key, value] : a.kwargs) {
-        auto it = std::find_if(params->begin(), params->end(), [&](const Param& p) { return p.name == key; });
+        auto it = std::find_if(params->begin(), params->end(), [&k = key](const Param& p) { return p.name == k; });
         if (it != params->end()) {
           scope->vars.set(key, value);
           bound[it - params->begin()] = true;
