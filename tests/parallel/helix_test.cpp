@@ -10,11 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "model/dense_weights.h"
-#include "model/safetensors.h"
 #include "model/sharded_dense_model.h"
 #include "parallel/host_communicator.h"
-#include "support/fixtures.h"
+#include "support/sharded_harness.h"
 
 namespace longctx {
 namespace {
@@ -91,28 +89,16 @@ void count_calls(RankCommunicators& c, std::vector<Call>* log) {
   wrap(c.helix, "helix");
 }
 
-struct Fixture {
-  ModelConfig cfg;
-  DenseWeights weights;
-};
-
-const Fixture& llama() {
-  static const Fixture f = [] {
-    const std::string dir = std::string(LONGCTX_TEST_DATA_DIR) + "/hf/llama_gqa";
-    Fixture x;
-    x.cfg = load_model_config(dir).value();
-    auto ckpt = Checkpoint::open(dir);
-    x.weights = load_dense_weights(ckpt.value(), x.cfg, std::nullopt).value();
-    return x;
-  }();
+const testing_support::ModelWeights& llama() {
+  static const testing_support::ModelWeights f = testing_support::load_model_weights("llama_gqa");
   return f;
 }
 
 // Rank 0's collectives in one step of `step_tokens` new tokens after a prefill of
 // `context` tokens (the prefill's calls are not recorded).
 std::vector<Call> calls_of_one_step(const ParallelConfig& pc, int64_t context, int64_t step_tokens) {
-  const Fixture& f = llama();
-  auto layout = ParallelLayout::create(pc, {f.cfg.num_heads, f.cfg.num_kv_heads, f.cfg.num_layers});
+  const testing_support::ModelWeights& f = llama();
+  auto layout = ParallelLayout::create(pc, f.dims());
   EXPECT_TRUE(layout.is_ok()) << layout.status().to_string();
   if (!layout.is_ok()) return {};
   HostWorld world(layout->world_size());

@@ -5,179 +5,19 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <map>
-#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
 
-#include "model/dense_model.h"
-#include "model/dense_weights.h"
-#include "model/safetensors.h"
 #include "ops/cpu/sampling.h"
 #include "parallel/host_communicator.h"
-#include "support/fixtures.h"
+#include "support/sharded_harness.h"
 
 namespace longctx {
 namespace {
 
-const std::string kHf = std::string(LONGCTX_TEST_DATA_DIR) + "/hf/";
-constexpr double kTolerance = 1e-4;  // fp32: max|Δ| / max|ref|
-
-using testing_support::Golden;
-
-// Logits of one generation: at the golden positions of the prompt, then at every step
-// (row 0: the last prompt token; row i: after feeding greedy token i − 1).
-struct Trace {
-  Tensor prompt_logits;  // [P, vocab]
-  Tensor step_logits;    // [N, vocab]
-  std::vector<int32_t> tokens;
-};
-
-using testing_support::relative_error;
-
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-}
-
-// Rows of a prompt chunk [begin, begin + len) whose logits a trace wants.
-std::vector<int64_t> rows_in(const Golden& g, int64_t begin, int64_t len) {
-  std::vector<int64_t> rows;
-  for (int64_t p : g.logit_pos)
-    if (p >= begin && p < begin + len) rows.push_back(p - begin);
-  const int64_t last = static_cast<int64_t>(g.ids.size()) - 1;
-  if (last >= begin && last < begin + len) rows.push_back(last - begin);
-  return rows;
-}
-
-// A trace from [P + 1 or more rows] of prefill logits: the golden rows, then the last.
-void split_prefill(const Tensor& rows, int64_t p, Trace& t, int64_t steps, int64_t vocab) {
-  t.prompt_logits = rows.slice(0, 0, p).clone();
-  t.step_logits = Tensor::empty({steps, vocab}, DType::kF32);
-  t.step_logits.slice(0, 0, 1).copy_from(rows.slice(0, p, p + 1));
-}
-
-struct Model {
-  ModelConfig cfg;
-  DenseWeights weights;
-  std::unique_ptr<DenseModel> dense;
-  std::vector<Golden> goldens;
-  std::map<size_t, Trace> reference;  // by prompt length
-
-  LayoutModelDims dims() const { return {cfg.num_heads, cfg.num_kv_heads, cfg.num_layers}; }
-};
-
-Trace reference_trace(const DenseModel& m, const Golden& g) {
-  const int64_t n = static_cast<int64_t>(g.ids.size()), steps = static_cast<int64_t>(g.greedy.size());
-  const int64_t vocab = m.config().vocab_size, p = static_cast<int64_t>(g.logit_pos.size());
-  SequenceKV kv = m.new_kv(n + steps);
-  Trace t;
-  auto rows = m.forward(g.ids, kv, rows_in(g, 0, n));
-  EXPECT_TRUE(rows.is_ok()) << rows.status().to_string();
-  split_prefill(*rows, p, t, steps, vocab);
-  t.tokens.push_back(cpu::argmax(t.step_logits.data<float>(), vocab));
-  for (int64_t s = 1; s < steps; ++s) {
-    const int32_t id[1] = {t.tokens.back()};
-    const int64_t row[1] = {0};
-    auto out = m.forward(id, kv, row);
-    EXPECT_TRUE(out.is_ok()) << out.status().to_string();
-    t.step_logits.slice(0, s, s + 1).copy_from(*out);
-    t.tokens.push_back(cpu::argmax(out->data<float>(), vocab));
-  }
-  return t;
-}
-
-const Model& fixture(const std::string& name) {
-  static std::map<std::string, std::unique_ptr<Model>> cache;
-  auto& slot = cache[name];
-  if (slot) return *slot;
-  slot = std::make_unique<Model>();
-  Model& m = *slot;
-  m.cfg = load_model_config(kHf + name).value();
-  auto ckpt = Checkpoint::open(kHf + name);
-  m.weights = load_dense_weights(ckpt.value(), m.cfg, std::nullopt).value();
-  m.dense = std::make_unique<DenseModel>(DenseModel::load(kHf + name).value());
-  for (Golden& g : testing_support::load_goldens(name)) {
-    m.reference[g.ids.size()] = reference_trace(*m.dense, g);
-    m.goldens.push_back(std::move(g));
-  }
-  return m;
-}
-
-struct RankShare {
-  int64_t tokens = 0, blocks = 0;
-};
-
-struct ShardedRun {
-  Trace trace;                    // from the root rank (tp 0 of the last stage)
-  std::vector<RankShare> shares;  // per rank, after the prefill
-};
-
-// Prefills g (in chunks of `chunk` tokens, 0 = whole) and decodes greedily through the
-// sharded forward on every rank of the layout; checks that all logit ranks agree bitwise.
-ShardedRun run_sharded(const Model& m, const ParallelConfig& pc, const Golden& g, int64_t chunk = 0) {
-  ShardedRun run;
-  auto layout = ParallelLayout::create(pc, m.dims());
-  EXPECT_TRUE(layout.is_ok()) << layout.status().to_string();
-  if (!layout.is_ok()) return run;
-  const int world_size = layout->world_size();
-  const int root = layout->rank_of({0, 0, 0, pc.pp - 1, 0});
-  const int64_t n = static_cast<int64_t>(g.ids.size()), steps = static_cast<int64_t>(g.greedy.size());
-  const int64_t vocab = m.cfg.vocab_size, p = static_cast<int64_t>(g.logit_pos.size());
-  if (chunk <= 0) chunk = n;
-  std::vector<Trace> traces(static_cast<size_t>(world_size));
-  run.shares.resize(static_cast<size_t>(world_size));
-  HostWorld world(world_size);
-  const Status st = run_on_ranks(world, [&](int r) -> Status {
-    LONGCTX_ASSIGN_OR_RETURN(ShardedDenseModel model, ShardedDenseModel::shard(m.cfg, m.weights, *layout, r));
-    RankCommunicators comms = RankCommunicators::host(world, *layout, r);
-    ShardedSequenceKV kv = model.new_kv(n + steps);
-    Trace& t = traces[size_t(r)];
-    Tensor prefill_rows = Tensor::empty({p + 1, vocab}, DType::kF32);
-    int64_t written = 0;
-    for (int64_t begin = 0; begin < n; begin += chunk) {
-      const int64_t len = std::min(chunk, n - begin);
-      const std::vector<int64_t> rows = rows_in(g, begin, len);
-      LONGCTX_ASSIGN_OR_RETURN(
-          Tensor out, model.forward(std::span(g.ids).subspan(size_t(begin), size_t(len)), kv, rows, comms));
-      if (model.returns_logits()) {
-        prefill_rows.slice(0, written, written + static_cast<int64_t>(rows.size())).copy_from(out);
-        written += static_cast<int64_t>(rows.size());
-      }
-    }
-    run.shares[size_t(r)] = {kv.num_local_tokens(), kv.num_local_blocks()};
-    if (model.returns_logits()) split_prefill(prefill_rows, p, t, steps, vocab);
-    for (int64_t s = 0;; ++s) {
-      // The last stage picks the token; every rank needs it for the next step.
-      float next = model.returns_logits()
-                       ? static_cast<float>(cpu::argmax(t.step_logits.data<float>() + s * vocab, vocab))
-                       : 0;
-      comms.world->broadcast(&next, 1, root);
-      t.tokens.push_back(static_cast<int32_t>(next));
-      if (s + 1 == steps) break;
-      const int32_t id[1] = {t.tokens.back()};
-      const int64_t row[1] = {0};
-      LONGCTX_ASSIGN_OR_RETURN(Tensor out, model.forward(id, kv, row, comms));
-      if (model.returns_logits()) t.step_logits.slice(0, s + 1, s + 2).copy_from(out);
-    }
-    return Status::ok();
-  });
-  EXPECT_TRUE(st.is_ok()) << st.to_string();
-  run.trace = traces[size_t(root)];
-  for (int r = 0; r < world_size; ++r) {
-    const Trace& t = traces[size_t(r)];
-    EXPECT_EQ(t.tokens, run.trace.tokens) << "rank " << r;
-    if (layout->coords(r).pp != pc.pp - 1) continue;
-    EXPECT_TRUE(bitwise_equal(t.prompt_logits, run.trace.prompt_logits))
-        << "rank " << r << " differs from the root";
-    EXPECT_TRUE(bitwise_equal(t.step_logits, run.trace.step_logits))
-        << "rank " << r << " differs from the root";
-  }
-  return run;
-}
+using namespace testing_support;
 
 ParallelConfig layout_of(int tp, int dcp = 1, int kvp = 1, int pp = 1, int64_t kvp_shard = 0,
                          int64_t interleave = 1, int cp = 1) {
@@ -196,18 +36,6 @@ ParallelConfig layout_of(int tp, int dcp = 1, int kvp = 1, int pp = 1, int64_t k
 ParallelConfig helix(ParallelConfig c) {
   c.helix = true;
   return c;
-}
-
-void expect_matches_reference(const Model& m, const std::string& name, const ParallelConfig& pc,
-                              const Golden& g, int64_t chunk = 0) {
-  const std::string what = name + " [" + ParallelLayout::create(pc, m.dims())->to_string() + "] prompt of " +
-                           std::to_string(g.ids.size()) +
-                           (chunk ? " in chunks of " + std::to_string(chunk) : "");
-  const ShardedRun run = run_sharded(m, pc, g, chunk);
-  const Trace& ref = m.reference.at(g.ids.size());
-  EXPECT_LE(relative_error(run.trace.prompt_logits, ref.prompt_logits), kTolerance) << what;
-  EXPECT_LE(relative_error(run.trace.step_logits, ref.step_logits), kTolerance) << what;
-  EXPECT_EQ(run.trace.tokens, g.greedy) << what << ": transformers greedy tokens";
 }
 
 struct LayoutCase {
@@ -260,7 +88,7 @@ class ShardedLayoutTest : public ::testing::TestWithParam<std::tuple<std::string
 
 TEST_P(ShardedLayoutTest, LogitsAndGreedyTokensMatchSingleRank) {
   const auto& [name, lc] = GetParam();
-  const Model& m = fixture(name);
+  const ShardedFixture& m = sharded_fixture(name);
   for (const Golden& g : m.goldens) {
     if (g.ids.size() > 300) continue;  // the 2100-token prompt runs on the representative layouts below
     expect_matches_reference(m, name, lc.cfg, g);
@@ -274,13 +102,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ShardedLayoutTest,
 
 class ShardedFixtureTest : public ::testing::TestWithParam<std::string> {};
 
-const Golden& longest(const Model& m) {
-  return *std::max_element(m.goldens.begin(), m.goldens.end(),
-                           [](const Golden& a, const Golden& b) { return a.ids.size() < b.ids.size(); });
-}
-
 TEST_P(ShardedFixtureTest, LongPromptOnRepresentativeLayouts) {
-  const Model& m = fixture(GetParam());
+  const ShardedFixture& m = sharded_fixture(GetParam());
   const Golden& g = longest(m);
   ASSERT_GE(g.ids.size(), 2000u);
   for (const ParallelConfig& pc :
@@ -292,7 +115,7 @@ TEST_P(ShardedFixtureTest, LongPromptOnRepresentativeLayouts) {
 
 TEST_P(ShardedFixtureTest, ChunkedPrefillOverShardedPrefix) {
   // Multi-token query chunks attending over a prefix already spread over ranks.
-  const Model& m = fixture(GetParam());
+  const ShardedFixture& m = sharded_fixture(GetParam());
   for (const Golden& g : m.goldens) {
     if (g.ids.size() != 300) continue;
     expect_matches_reference(m, GetParam(), layout_of(4, 2, 2, 1, 64), g, 7);
@@ -312,7 +135,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ShardedFixtureTest,
 // the single-rank block count (k = dcp, cp or kvp, or their product), and no token is stored twice in a
 // DCP/KVP group.
 TEST(ShardedKV, PerRankBlocksAreAShareOfTheSingleRankCount) {
-  const Model& m = fixture("llama_gqa");
+  const ShardedFixture& m = sharded_fixture("llama_gqa");
   const Golden& g = longest(m);
   const int64_t n = static_cast<int64_t>(g.ids.size());
   const int64_t single_blocks = (n + 15) / 16;
@@ -347,37 +170,20 @@ TEST(ShardedKV, PerRankBlocksAreAShareOfTheSingleRankCount) {
 
 // Two requests in one forward: one prefilling its whole prompt while another decodes.
 TEST(ShardedBatch, PrefillAndDecodeOfDifferentRequestsInOneStep) {
-  const Model& m = fixture("qwen3_qknorm");
-  const Golden* a = nullptr;
-  const Golden* b = nullptr;
-  for (const Golden& g : m.goldens) {
-    if (g.ids.size() == 33) a = &g;
-    if (g.ids.size() == 300) b = &g;
-  }
+  const ShardedFixture& m = sharded_fixture("qwen3_qknorm");
+  const Golden* a = golden_of_length(m, 33);
+  const Golden* b = golden_of_length(m, 300);
   ASSERT_TRUE(a && b);
   const Trace& ra = m.reference.at(a->ids.size());
   const Trace& rb = m.reference.at(b->ids.size());
-  ParallelConfig pc = layout_of(4, 2, 2, 1, 128);
-  auto layout = ParallelLayout::create(pc, m.dims()).value();
-  HostWorld world(layout.world_size());
-  std::vector<Tensor> got(static_cast<size_t>(layout.world_size()));
-  const Status st = run_on_ranks(world, [&](int r) -> Status {
-    LONGCTX_ASSIGN_OR_RETURN(ShardedDenseModel model, ShardedDenseModel::shard(m.cfg, m.weights, layout, r));
-    RankCommunicators comms = RankCommunicators::host(world, layout, r);
-    ShardedSequenceKV kva = model.new_kv(64), kvb = model.new_kv(320);
-    const std::vector<int64_t> none;
-    LONGCTX_RETURN_IF_ERROR(model.forward(b->ids, kvb, none, comms));
-    const int32_t next_b[1] = {b->greedy[0]};
-    std::vector<ShardedStep> steps(2);
-    steps[0] = {a->ids, &kva, {static_cast<int64_t>(a->ids.size()) - 1}};
-    steps[1] = {next_b, &kvb, {0}};
-    LONGCTX_ASSIGN_OR_RETURN(got[size_t(r)], model.forward(steps, comms));
-    return Status::ok();
-  });
+  std::vector<Tensor> got;
+  const Status st = prefill_beside_decode(m, layout_of(4, 2, 2, 1, 128), *a, *b, got);
   ASSERT_TRUE(st.is_ok()) << st.to_string();
   const int64_t vocab = m.cfg.vocab_size;
-  EXPECT_LE(relative_error(got[0].slice(0, 0, 1).clone(), ra.step_logits.slice(0, 0, 1).clone()), kTolerance);
-  EXPECT_LE(relative_error(got[0].slice(0, 1, 2).clone(), rb.step_logits.slice(0, 1, 2).clone()), kTolerance);
+  EXPECT_LE(relative_error(got[0].slice(0, 0, 1).clone(), ra.step_logits.slice(0, 0, 1).clone()),
+            kShardedTolerance);
+  EXPECT_LE(relative_error(got[0].slice(0, 1, 2).clone(), rb.step_logits.slice(0, 1, 2).clone()),
+            kShardedTolerance);
   EXPECT_EQ(got[0].size(1), vocab);
 }
 
@@ -386,20 +192,16 @@ TEST(ShardedBatch, PrefillAndDecodeOfDifferentRequestsInOneStep) {
 // Helix the short requests' tokens all sit on KVP rank 0 (shard 704/1056 tokens), so the
 // other KVP ranks merge an empty shard for them.
 TEST(ShardedBatch, LongPromptBatchedWithOtherRequests) {
-  const Model& m = fixture("qwen2_bias_tied");
+  const ShardedFixture& m = sharded_fixture("qwen2_bias_tied");
   const Golden& lg = longest(m);
-  const Golden* a = nullptr;
-  const Golden* b = nullptr;
-  for (const Golden& g : m.goldens) {
-    if (g.ids.size() == 33) a = &g;
-    if (g.ids.size() == 300) b = &g;
-  }
+  const Golden* a = golden_of_length(m, 33);
+  const Golden* b = golden_of_length(m, 300);
   ASSERT_TRUE(a && b);
   ASSERT_GE(lg.ids.size(), 2000u);
   const int64_t vocab = m.cfg.vocab_size;
   const auto last = [](const Golden& g) { return static_cast<int64_t>(g.ids.size()) - 1; };
-  for (const ParallelConfig& pc : {helix(layout_of(2, 1, 2, 1, 1056)), helix(layout_of(1, 1, 3, 1, 704)),
-                                   layout_of(4, 2, 2, 1, 1056)}) {
+  for (const ParallelConfig& pc :
+       {helix(layout_of(2, 1, 2, 1, 1056)), helix(layout_of(1, 1, 3, 1, 704)), layout_of(4, 2, 2, 1, 1056)}) {
     auto layout = ParallelLayout::create(pc, m.dims()).value();
     HostWorld world(layout.world_size());
     std::vector<Tensor> first(static_cast<size_t>(layout.world_size())), second(first.size());
@@ -423,11 +225,11 @@ TEST(ShardedBatch, LongPromptBatchedWithOtherRequests) {
     ASSERT_EQ(first[0].size(0), 2);
     ASSERT_EQ(second[0].size(0), 3);
     EXPECT_EQ(first[0].size(1), vocab);
-    EXPECT_LE(relative_error(row(first[0], 0), row(rl.step_logits, 0)), kTolerance) << what;
-    EXPECT_LE(relative_error(row(first[0], 1), row(ra.step_logits, 0)), kTolerance) << what;
-    EXPECT_LE(relative_error(row(second[0], 0), row(ra.step_logits, 1)), kTolerance) << what;
-    EXPECT_LE(relative_error(row(second[0], 1), row(rl.step_logits, 1)), kTolerance) << what;
-    EXPECT_LE(relative_error(row(second[0], 2), row(rb.step_logits, 0)), kTolerance) << what;
+    EXPECT_LE(relative_error(row(first[0], 0), row(rl.step_logits, 0)), kShardedTolerance) << what;
+    EXPECT_LE(relative_error(row(first[0], 1), row(ra.step_logits, 0)), kShardedTolerance) << what;
+    EXPECT_LE(relative_error(row(second[0], 0), row(ra.step_logits, 1)), kShardedTolerance) << what;
+    EXPECT_LE(relative_error(row(second[0], 1), row(rl.step_logits, 1)), kShardedTolerance) << what;
+    EXPECT_LE(relative_error(row(second[0], 2), row(rb.step_logits, 0)), kShardedTolerance) << what;
     // The greedy tokens of transformers follow from these logits.
     EXPECT_EQ(cpu::argmax(second[0].data<float>() + 1 * vocab, vocab), lg.greedy[1]) << what;
     EXPECT_EQ(cpu::argmax(second[0].data<float>(), vocab), a->greedy[1]) << what;
@@ -439,7 +241,7 @@ TEST(ShardedBatch, LongPromptBatchedWithOtherRequests) {
 }
 
 TEST(ShardedErrors, BadTokenIsRejectedOnEveryRankAndNothingIsWritten) {
-  const Model& m = fixture("llama_gqa");
+  const ShardedFixture& m = sharded_fixture("llama_gqa");
   auto layout = ParallelLayout::create(layout_of(4, 2), m.dims()).value();
   HostWorld world(layout.world_size());
   const Status st = run_on_ranks(world, [&](int r) -> Status {
@@ -458,7 +260,7 @@ TEST(ShardedErrors, BadTokenIsRejectedOnEveryRankAndNothingIsWritten) {
 }
 
 TEST(ShardedErrors, HelixWithoutItsCommunicatorIsRefused) {
-  const Model& m = fixture("llama_gqa");
+  const ShardedFixture& m = sharded_fixture("llama_gqa");
   auto layout = ParallelLayout::create(helix(layout_of(1)), m.dims()).value();
   HostWorld world(1);
   auto model = ShardedDenseModel::shard(m.cfg, m.weights, layout, 0);
@@ -477,7 +279,7 @@ TEST(ShardedErrors, HelixWithoutItsCommunicatorIsRefused) {
 }
 
 TEST(ShardedErrors, LayoutBuiltForAnotherModelIsRefused) {
-  const Model& m = fixture("llama_gqa");
+  const ShardedFixture& m = sharded_fixture("llama_gqa");
   auto other = ParallelLayout::create(layout_of(2), {8, 2, 2}).value();
   auto model = ShardedDenseModel::shard(m.cfg, m.weights, other, 0);
   ASSERT_FALSE(model.is_ok());
@@ -485,7 +287,7 @@ TEST(ShardedErrors, LayoutBuiltForAnotherModelIsRefused) {
 }
 
 TEST(ShardedDeterminism, SameLayoutTwiceIsBitwiseIdentical) {
-  const Model& m = fixture("qwen2_bias_tied");
+  const ShardedFixture& m = sharded_fixture("qwen2_bias_tied");
   const Golden& g = m.goldens[1];
   const ParallelConfig pc = layout_of(4, 2, 2, 1, 16);
   const ShardedRun a = run_sharded(m, pc, g), b = run_sharded(m, pc, g);

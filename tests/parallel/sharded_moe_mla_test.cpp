@@ -5,182 +5,20 @@
 // decoding through the sharded forward; MLA's latent cache sharded by DCP.
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <map>
-#include <memory>
 #include <ostream>
 #include <string>
 #include <vector>
 
-#include "model/dense_model.h"
-#include "model/dense_weights.h"
-#include "model/safetensors.h"
 #include "model/sharded_dense_model.h"
-#include "model/sharded_mla_attention.h"
 #include "ops/cpu/sampling.h"
 #include "parallel/host_communicator.h"
-#include "support/fixtures.h"
+#include "support/sharded_harness.h"
 
 namespace longctx {
 namespace {
 
-const std::string kHf = std::string(LONGCTX_TEST_DATA_DIR) + "/hf/";
-constexpr double kTolerance = 1e-4;  // fp32: max|Δ| / max|ref|
-
-using testing_support::Golden;
-using testing_support::relative_error;
-
-// Logits of one generation: at the golden positions of the prompt, then at every step.
-struct Trace {
-  Tensor prompt_logits;  // [P, vocab]
-  Tensor step_logits;    // [N, vocab]
-  std::vector<int32_t> tokens;
-};
-
-bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
-}
-
-// Rows of a prompt chunk [begin, begin + len) whose logits a trace wants: the golden
-// positions, then the last prompt token.
-std::vector<int64_t> rows_in(const Golden& g, int64_t begin, int64_t len) {
-  std::vector<int64_t> rows;
-  for (int64_t p : g.logit_pos)
-    if (p >= begin && p < begin + len) rows.push_back(p - begin);
-  const int64_t last = static_cast<int64_t>(g.ids.size()) - 1;
-  if (last >= begin && last < begin + len) rows.push_back(last - begin);
-  return rows;
-}
-
-void split_prefill(const Tensor& rows, int64_t p, Trace& t, int64_t steps, int64_t vocab) {
-  t.prompt_logits = rows.slice(0, 0, p).clone();
-  t.step_logits = Tensor::empty({steps, vocab}, DType::kF32);
-  t.step_logits.slice(0, 0, 1).copy_from(rows.slice(0, p, p + 1));
-}
-
-struct Model {
-  ModelConfig cfg;
-  DenseWeights weights;
-  std::unique_ptr<DenseModel> dense;
-  std::vector<Golden> goldens;
-  std::map<size_t, Trace> reference;  // single-rank DenseModel, by prompt length
-
-  LayoutModelDims dims() const;
-};
-
-LayoutModelDims dims_of(const ModelConfig& cfg);
-LayoutModelDims Model::dims() const { return dims_of(cfg); }
-
-Trace reference_trace(const DenseModel& m, const Golden& g) {
-  const int64_t n = static_cast<int64_t>(g.ids.size()), steps = static_cast<int64_t>(g.greedy.size());
-  const int64_t vocab = m.config().vocab_size, p = static_cast<int64_t>(g.logit_pos.size());
-  SequenceKV kv = m.new_kv(n + steps);
-  Trace t;
-  auto rows = m.forward(g.ids, kv, rows_in(g, 0, n));
-  EXPECT_TRUE(rows.is_ok()) << rows.status().to_string();
-  split_prefill(*rows, p, t, steps, vocab);
-  t.tokens.push_back(cpu::argmax(t.step_logits.data<float>(), vocab));
-  for (int64_t s = 1; s < steps; ++s) {
-    const int32_t id[1] = {t.tokens.back()};
-    const int64_t row[1] = {0};
-    auto out = m.forward(id, kv, row);
-    EXPECT_TRUE(out.is_ok()) << out.status().to_string();
-    t.step_logits.slice(0, s, s + 1).copy_from(*out);
-    t.tokens.push_back(cpu::argmax(out->data<float>(), vocab));
-  }
-  return t;
-}
-
-const Model& fixture(const std::string& name) {
-  static std::map<std::string, std::unique_ptr<Model>> cache;
-  auto& slot = cache[name];
-  if (slot) return *slot;
-  slot = std::make_unique<Model>();
-  Model& m = *slot;
-  m.cfg = load_model_config(kHf + name).value();
-  auto ckpt = Checkpoint::open(kHf + name);
-  m.weights = load_dense_weights(ckpt.value(), m.cfg, std::nullopt).value();
-  m.dense = std::make_unique<DenseModel>(DenseModel::load(kHf + name).value());
-  for (Golden& g : testing_support::load_goldens(name)) {
-    m.reference[g.ids.size()] = reference_trace(*m.dense, g);
-    m.goldens.push_back(std::move(g));
-  }
-  return m;
-}
-
-struct RankShare {
-  int64_t tokens = 0, blocks = 0, cache_bytes = 0;
-};
-
-struct ShardedRun {
-  Trace trace;                    // from the root rank (tp 0 of the last stage)
-  std::vector<RankShare> shares;  // per rank, after the prefill
-};
-
-// Prefills g (in chunks of `chunk` tokens, 0 = whole) and decodes greedily through the
-// sharded forward on every rank; checks that all logit ranks agree bitwise.
-ShardedRun run_sharded(const Model& m, const ParallelConfig& pc, const Golden& g, int64_t chunk = 0) {
-  ShardedRun run;
-  auto layout = ParallelLayout::create(pc, m.dims());
-  EXPECT_TRUE(layout.is_ok()) << layout.status().to_string();
-  if (!layout.is_ok()) return run;
-  const int world_size = layout->world_size();
-  const int root = layout->rank_of({0, 0, 0, pc.pp - 1, 0});
-  const int64_t n = static_cast<int64_t>(g.ids.size()), steps = static_cast<int64_t>(g.greedy.size());
-  const int64_t vocab = m.cfg.vocab_size, p = static_cast<int64_t>(g.logit_pos.size());
-  if (chunk <= 0) chunk = n;
-  std::vector<Trace> traces(static_cast<size_t>(world_size));
-  run.shares.resize(static_cast<size_t>(world_size));
-  HostWorld world(world_size);
-  const Status st = run_on_ranks(world, [&](int r) -> Status {
-    LONGCTX_ASSIGN_OR_RETURN(ShardedDenseModel model, ShardedDenseModel::shard(m.cfg, m.weights, *layout, r));
-    RankCommunicators comms = RankCommunicators::host(world, *layout, r);
-    ShardedSequenceKV kv = model.new_kv(n + steps);
-    Trace& t = traces[size_t(r)];
-    Tensor prefill_rows = Tensor::empty({p + 1, vocab}, DType::kF32);
-    int64_t written = 0;
-    for (int64_t begin = 0; begin < n; begin += chunk) {
-      const int64_t len = std::min(chunk, n - begin);
-      const std::vector<int64_t> rows = rows_in(g, begin, len);
-      LONGCTX_ASSIGN_OR_RETURN(
-          Tensor out, model.forward(std::span(g.ids).subspan(size_t(begin), size_t(len)), kv, rows, comms));
-      if (model.returns_logits()) {
-        prefill_rows.slice(0, written, written + static_cast<int64_t>(rows.size())).copy_from(out);
-        written += static_cast<int64_t>(rows.size());
-      }
-    }
-    run.shares[size_t(r)] = {kv.num_local_tokens(), kv.num_local_blocks(),
-                             kv.cache().shape().bytes_per_block()};
-    if (model.returns_logits()) split_prefill(prefill_rows, p, t, steps, vocab);
-    for (int64_t s = 0;; ++s) {
-      float next = model.returns_logits()
-                       ? static_cast<float>(cpu::argmax(t.step_logits.data<float>() + s * vocab, vocab))
-                       : 0;
-      comms.world->broadcast(&next, 1, root);
-      t.tokens.push_back(static_cast<int32_t>(next));
-      if (s + 1 == steps) break;
-      const int32_t id[1] = {t.tokens.back()};
-      const int64_t row[1] = {0};
-      LONGCTX_ASSIGN_OR_RETURN(Tensor out, model.forward(id, kv, row, comms));
-      if (model.returns_logits()) t.step_logits.slice(0, s + 1, s + 2).copy_from(out);
-    }
-    return Status::ok();
-  });
-  EXPECT_TRUE(st.is_ok()) << st.to_string();
-  run.trace = traces[size_t(root)];
-  for (int r = 0; r < world_size; ++r) {
-    const Trace& t = traces[size_t(r)];
-    EXPECT_EQ(t.tokens, run.trace.tokens) << "rank " << r;
-    if (layout->coords(r).pp != pc.pp - 1) continue;
-    EXPECT_TRUE(bitwise_equal(t.prompt_logits, run.trace.prompt_logits))
-        << "rank " << r << " differs from the root";
-    EXPECT_TRUE(bitwise_equal(t.step_logits, run.trace.step_logits))
-        << "rank " << r << " differs from the root";
-  }
-  return run;
-}
+using namespace testing_support;
 
 struct Layout {
   int tp = 1, ep = 1, dcp = 1, kvp = 1, pp = 1, cp = 1;
@@ -199,19 +37,6 @@ struct Layout {
     return c;
   }
 };
-
-void expect_matches_reference(const Model& m, const std::string& name, const ParallelConfig& pc,
-                              const Golden& g, int64_t chunk = 0) {
-  auto layout = ParallelLayout::create(pc, m.dims());
-  ASSERT_TRUE(layout.is_ok()) << layout.status().to_string();
-  const std::string what = name + " [" + layout->to_string() + "] prompt of " + std::to_string(g.ids.size()) +
-                           (chunk ? " in chunks of " + std::to_string(chunk) : "");
-  const ShardedRun run = run_sharded(m, pc, g, chunk);
-  const Trace& ref = m.reference.at(g.ids.size());
-  EXPECT_LE(relative_error(run.trace.prompt_logits, ref.prompt_logits), kTolerance) << what;
-  EXPECT_LE(relative_error(run.trace.step_logits, ref.step_logits), kTolerance) << what;
-  EXPECT_EQ(run.trace.tokens, g.greedy) << what << ": transformers greedy tokens";
-}
 
 struct LayoutCase {
   const char* label;
@@ -257,15 +82,14 @@ std::vector<LayoutCase> layout_table() {
   };
 }
 
-LayoutModelDims dims_of(const ModelConfig& cfg) { return ShardedDenseModel::layout_dims(cfg); }
-
 // The table's layouts that apply to a fixture: valid for its head counts (tp4 dcp4 needs
 // one kv head, i.e. MLA; Helix's TPA ≤ H leaves MLA tpa 1).
 std::vector<LayoutCase> layouts_for(const std::string& name) {
-  const ModelConfig cfg = load_model_config(kHf + name).value();
+  const ModelConfig cfg = load_model_config(hf_dir(name)).value();
   std::vector<LayoutCase> out;
   for (const LayoutCase& c : layout_table())
-    if (ParallelLayout::validate(c.layout.config(), dims_of(cfg)).is_ok()) out.push_back(c);
+    if (ParallelLayout::validate(c.layout.config(), ShardedDenseModel::layout_dims(cfg)).is_ok())
+      out.push_back(c);
   return out;
 }
 
@@ -276,7 +100,7 @@ class Qwen3MoeLayoutTest : public ::testing::TestWithParam<LayoutCase> {};
 class DeepseekMlaLayoutTest : public ::testing::TestWithParam<LayoutCase> {};
 
 void check_layout(const std::string& name, const LayoutCase& lc) {
-  const Model& m = fixture(name);
+  const ShardedFixture& m = sharded_fixture(name);
   for (const Golden& g : m.goldens) {
     if (g.ids.size() > 300) continue;  // the 2100-token prompt runs on representative layouts below
     expect_matches_reference(m, name, lc.layout.config(), g);
@@ -318,15 +142,10 @@ TEST(MoeMlaLayoutTable, CoversEpTwoAndFourWithTpOneAndTwoAndTpDcpForMla) {
   }
 }
 
-const Golden& longest(const Model& m) {
-  return *std::max_element(m.goldens.begin(), m.goldens.end(),
-                           [](const Golden& a, const Golden& b) { return a.ids.size() < b.ids.size(); });
-}
-
 class MoeMlaFixtureTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MoeMlaFixtureTest, LongPromptUnderExpertParallelism) {
-  const Model& m = fixture(GetParam());
+  const ShardedFixture& m = sharded_fixture(GetParam());
   const Golden& g = longest(m);
   ASSERT_GE(g.ids.size(), 2000u);
   expect_matches_reference(m, GetParam(), Layout{.tp = 2, .ep = 2}.config(), g);
@@ -340,7 +159,7 @@ TEST_P(MoeMlaFixtureTest, LongPromptUnderExpertParallelism) {
 TEST_P(MoeMlaFixtureTest, ChunkedPrefillOverShardedPrefix) {
   // Multi-token chunks: tokens of a chunk routed to experts on other ranks, attending
   // over a prefix already spread over ranks.
-  const Model& m = fixture(GetParam());
+  const ShardedFixture& m = sharded_fixture(GetParam());
   for (const Golden& g : m.goldens) {
     if (g.ids.size() != 300) continue;
     expect_matches_reference(m, GetParam(), Layout{.tp = 2, .ep = 2, .dcp = m.cfg.is_mla() ? 2 : 1}.config(),
@@ -359,7 +178,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, MoeMlaFixtureTest,
 // every token exactly once in a DCP group, and a block's bytes are those of the latent:
 // (kv_lora_rank + qk_rope_head_dim) × local layers × block_size × 4, K and V one memory.
 TEST(ShardedMlaKV, LatentTokensShardedOverDcp) {
-  const Model& m = fixture("deepseek_v3_mla");
+  const ShardedFixture& m = sharded_fixture("deepseek_v3_mla");
   const Golden& g = longest(m);
   const int64_t n = static_cast<int64_t>(g.ids.size()), single_blocks = (n + 15) / 16;
   const int64_t latent = m.cfg.kv_lora_rank + m.cfg.qk_rope_head_dim;
@@ -387,49 +206,30 @@ TEST(ShardedMlaKV, LatentTokensShardedOverDcp) {
 // to the same experts in one dispatch.
 TEST(ShardedMoeBatch, PrefillAndDecodeOfDifferentRequestsInOneStep) {
   for (const char* name : {"qwen3_moe", "deepseek_v3_mla"}) {
-    const Model& m = fixture(name);
-    const Golden* a = nullptr;
-    const Golden* b = nullptr;
-    for (const Golden& g : m.goldens) {
-      if (g.ids.size() == 33) a = &g;
-      if (g.ids.size() == 300) b = &g;
-    }
+    const ShardedFixture& m = sharded_fixture(name);
+    const Golden* a = golden_of_length(m, 33);
+    const Golden* b = golden_of_length(m, 300);
     ASSERT_TRUE(a && b);
     const Trace& ra = m.reference.at(a->ids.size());
     const Trace& rb = m.reference.at(b->ids.size());
     const ParallelConfig pc = m.cfg.is_mla()
                                   ? Layout{.tp = 2, .ep = 4, .dcp = 2, .kvp = 2, .kvp_shard = 128}.config()
                                   : Layout{.tp = 2, .ep = 4, .kvp = 2, .kvp_shard = 128}.config();
-    auto layout = ParallelLayout::create(pc, m.dims()).value();
-    HostWorld world(layout.world_size());
-    std::vector<Tensor> got(static_cast<size_t>(layout.world_size()));
-    const Status st = run_on_ranks(world, [&](int r) -> Status {
-      LONGCTX_ASSIGN_OR_RETURN(ShardedDenseModel model,
-                               ShardedDenseModel::shard(m.cfg, m.weights, layout, r));
-      RankCommunicators comms = RankCommunicators::host(world, layout, r);
-      ShardedSequenceKV kva = model.new_kv(64), kvb = model.new_kv(320);
-      const std::vector<int64_t> none;
-      LONGCTX_RETURN_IF_ERROR(model.forward(b->ids, kvb, none, comms));
-      const int32_t next_b[1] = {b->greedy[0]};
-      std::vector<ShardedStep> steps(2);
-      steps[0] = {a->ids, &kva, {static_cast<int64_t>(a->ids.size()) - 1}};
-      steps[1] = {next_b, &kvb, {0}};
-      LONGCTX_ASSIGN_OR_RETURN(got[size_t(r)], model.forward(steps, comms));
-      return Status::ok();
-    });
+    std::vector<Tensor> got;
+    const Status st = prefill_beside_decode(m, pc, *a, *b, got);
     ASSERT_TRUE(st.is_ok()) << st.to_string();
     EXPECT_LE(relative_error(got[0].slice(0, 0, 1).clone(), ra.step_logits.slice(0, 0, 1).clone()),
-              kTolerance)
+              kShardedTolerance)
         << name;
     EXPECT_LE(relative_error(got[0].slice(0, 1, 2).clone(), rb.step_logits.slice(0, 1, 2).clone()),
-              kTolerance)
+              kShardedTolerance)
         << name;
     EXPECT_EQ(cpu::argmax(got[0].data<float>(), m.cfg.vocab_size), a->greedy[0]) << name;
   }
 }
 
 TEST(ShardedMoeDeterminism, SameExpertParallelLayoutTwiceIsBitwiseIdentical) {
-  const Model& m = fixture("qwen3_moe");
+  const ShardedFixture& m = sharded_fixture("qwen3_moe");
   const Golden& g = m.goldens[2];
   const ParallelConfig pc = Layout{.tp = 2, .ep = 4, .kvp = 2, .kvp_shard = 16}.config();
   const ShardedRun a = run_sharded(m, pc, g), b = run_sharded(m, pc, g);
@@ -439,7 +239,7 @@ TEST(ShardedMoeDeterminism, SameExpertParallelLayoutTwiceIsBitwiseIdentical) {
 
 // EP groups: ep consecutive ranks of a stage; experts split contiguously over them.
 TEST(ShardedMoeLayout, EpGroupsAreRunsOfConsecutiveRanksInsideAStage) {
-  const Model& m = fixture("qwen3_moe");  // 8 experts
+  const ShardedFixture& m = sharded_fixture("qwen3_moe");  // 8 experts
   auto layout =
       ParallelLayout::create(Layout{.tp = 2, .ep = 2, .kvp = 2, .pp = 2, .kvp_shard = 16}.config(), m.dims())
           .value();
@@ -458,7 +258,7 @@ TEST(ShardedMoeLayout, EpGroupsAreRunsOfConsecutiveRanksInsideAStage) {
 
 // Invalid configurations are refused with a message naming the flag and the rule.
 TEST(ShardedMoeErrors, EpMustDivideTheExperts) {
-  const Model& m = fixture("qwen3_moe");  // 8 experts
+  const ShardedFixture& m = sharded_fixture("qwen3_moe");  // 8 experts
   ParallelConfig pc = Layout{.tp = 2, .ep = 2, .kvp = 3, .kvp_shard = 16}.config();
   pc.ep = 3;  // divides tp·kvp = 6 but not 8 experts
   const Status st = ParallelLayout::validate(pc, m.dims());
@@ -469,7 +269,7 @@ TEST(ShardedMoeErrors, EpMustDivideTheExperts) {
 }
 
 TEST(ShardedMoeErrors, EpMustDivideTheRanksOfAStage) {
-  const Model& m = fixture("mixtral_moe");
+  const ShardedFixture& m = sharded_fixture("mixtral_moe");
   const Status st = ParallelLayout::validate(Layout{.tp = 2, .ep = 4}.config(), m.dims());
   ASSERT_FALSE(st.is_ok());
   EXPECT_NE(st.message().find("--ep 4 must divide the 2 ranks of a pipeline stage"), std::string::npos)
@@ -480,15 +280,14 @@ TEST(ShardedMoeErrors, EpMustDivideTheRanksOfAStage) {
 }
 
 TEST(ShardedMoeErrors, EpOnADenseModelIsRefused) {
-  const Model& m = fixture("deepseek_v3_mla");
+  const ShardedFixture& m = sharded_fixture("deepseek_v3_mla");
   // A dense Llama checkpoint's config with the EP layout.
-  ModelConfig dense = load_model_config(kHf + "llama_gqa").value();
-  auto ckpt = Checkpoint::open(kHf + "llama_gqa");
-  DenseWeights w = load_dense_weights(ckpt.value(), dense, std::nullopt).value();
+  const ModelWeights llama = load_model_weights("llama_gqa");
+  const ModelConfig& dense = llama.cfg;
   auto layout = ParallelLayout::create(Layout{.tp = 2, .ep = 2}.config(),
                                        {dense.num_heads, dense.num_kv_heads, dense.num_layers})
                     .value();
-  auto model = ShardedDenseModel::shard(dense, w, layout, 0);
+  auto model = ShardedDenseModel::shard(dense, llama.weights, layout, 0);
   ASSERT_FALSE(model.is_ok());
   EXPECT_NE(model.status().message().find("--ep 2 needs a mixture-of-experts model"), std::string::npos)
       << model.status().message();
@@ -503,7 +302,7 @@ TEST(ShardedMoeErrors, EpOnADenseModelIsRefused) {
 TEST(ShardedMoeErrors, TpMustDivideTheExpertWidthWithoutEp) {
   // qwen3_moe's experts are 48 wide: a TP of 32 ranks... cannot exist with 4 heads, so
   // check the rule through a layout whose FFN group is 4 and a width it does not divide.
-  const Model& m = fixture("qwen3_moe");
+  const ShardedFixture& m = sharded_fixture("qwen3_moe");
   ModelConfig cfg = m.cfg;
   DenseWeights w = m.weights;
   for (DenseLayerWeights& lw : w.layers)
