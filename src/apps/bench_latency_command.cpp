@@ -10,10 +10,9 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
 
@@ -44,7 +43,9 @@ struct BenchLatencyFlags {
 
 #ifdef LONGCTX_HAS_CUDA
 using Clock = std::chrono::steady_clock;
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -69,13 +70,15 @@ Result<Ceilings> measure_ceilings() {
     return fail("cudaMalloc");
   cuda::fill_uniform_bf16(static_cast<__nv_bfloat16*>(x), n * n, 1, 1.0f, nullptr);
   cuda::fill_uniform_bf16(static_cast<__nv_bfloat16*>(w), n * n, 2, 1.0f, nullptr);
-  cuda::fill_uniform_bf16(static_cast<__nv_bfloat16*>(a), static_cast<int64_t>(copy_bytes / 2), 3, 1.0f, nullptr);
+  cuda::fill_uniform_bf16(static_cast<__nv_bfloat16*>(a), static_cast<int64_t>(copy_bytes / 2), 3, 1.0f,
+                          nullptr);
   cuda::BlasContext ctx;
   cublasLtCreate(&ctx.handle);
   ctx.workspace = ws;
   ctx.workspace_bytes = 32 << 20;
   cuda::LinearParams p;
-  p.x = static_cast<__nv_bfloat16*>(x), p.w = static_cast<__nv_bfloat16*>(w), p.y = y, p.m = n, p.n = n, p.k = n;
+  p.x = static_cast<__nv_bfloat16*>(x), p.w = static_cast<__nv_bfloat16*>(w), p.y = y, p.m = n, p.n = n,
+  p.k = n;
   cudaEvent_t e0, e1;
   cudaEventCreate(&e0);
   cudaEventCreate(&e1);
@@ -112,7 +115,8 @@ Result<Ceilings> measure_ceilings() {
 
 int run_bench_latency(const BenchLatencyFlags& f) {
   const auto slash = f.preset.find('/');
-  if (slash == std::string::npos) return fail("--preset must be ARCH/PRESET, e.g. llama/8b; got '" + f.preset + "'");
+  if (slash == std::string::npos)
+    return fail("--preset must be ARCH/PRESET, e.g. llama/8b; got '" + f.preset + "'");
   auto preset = find_model_preset(f.preset.substr(0, slash), f.preset.substr(slash + 1));
   if (!preset.is_ok()) return fail(preset.status().message());
   auto cfg = parse_model_config(preset->config, "preset " + f.preset);
@@ -128,8 +132,8 @@ int run_bench_latency(const BenchLatencyFlags& f) {
   if (!ceil.is_ok()) return fail(ceil.status().message());
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, 0);
-  std::fprintf(stderr, "bench latency: %s on %s; GEMM 8192^3 %.0f TFLOP/s, copy %.0f GB/s\n", f.preset.c_str(),
-               prop.name, ceil->gemm_flops / 1e12, ceil->copy_bytes_per_s / 1e9);
+  std::fprintf(stderr, "bench latency: %s on %s; GEMM 8192^3 %.0f TFLOP/s, copy %.0f GB/s\n",
+               f.preset.c_str(), prop.name, ceil->gemm_flops / 1e12, ceil->copy_bytes_per_s / 1e9);
 
   const int64_t bs = 16;
   int64_t max_len = 0;
@@ -149,7 +153,8 @@ int run_bench_latency(const BenchLatencyFlags& f) {
   if (!model.is_ok()) return fail(model.status().message());
   cuda::CudaDenseModel& m = **model;
   if (auto st = m.randomize_kv_cache(99); !st.is_ok()) return fail(st.message());
-  std::fprintf(stderr, "model ready in %.1f s: %s\n", seconds_since(t_load), m.memory_plan().to_string().c_str());
+  std::fprintf(stderr, "model ready in %.1f s: %s\n", seconds_since(t_load),
+               m.memory_plan().to_string().c_str());
 
   const ModelConfig& c = m.config();
   const double kv_bytes_per_token = 2.0 * c.num_layers * c.num_kv_heads * c.head_dim * 2;
@@ -177,7 +182,8 @@ int run_bench_latency(const BenchLatencyFlags& f) {
       continue;
     }
     std::vector<int32_t> ids(static_cast<size_t>(len));
-    for (int64_t i = 0; i < len; ++i) ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % c.vocab_size);
+    for (int64_t i = 0; i < len; ++i)
+      ids[static_cast<size_t>(i)] = static_cast<int32_t>((i * 7919 + 13) % c.vocab_size);
     // One untimed run of the first length loads the kernels and picks the GEMM algorithms.
     const bool warm_up = len == f.prompt_lens.front();
     const int reps = len >= 65536 ? 1 : static_cast<int>(f.repeats);
@@ -196,11 +202,15 @@ int run_bench_latency(const BenchLatencyFlags& f) {
       if (r > 0 || !warm_up) times.push_back(s);
     }
     const double ttft = median(times);
-    const double flops = 2.0 * linear_params * len + 2.0 * double(len) * len * c.num_heads * c.head_dim * c.num_layers;
+    const double flops =
+        2.0 * linear_params * len + 2.0 * double(len) * len * c.num_heads * c.head_dim * c.num_layers;
     const double floor = flops / ceil->gemm_flops;
-    std::fprintf(stderr, "ttft %6ld tokens: %8.3f s   floor %8.3f s (%.2fx)\n", static_cast<long>(len), ttft, floor,
-                 ttft / floor);
-    out["ttft"].push_back({{"prompt_tokens", len}, {"ours_s", ttft}, {"floor_s", floor}, {"flops", flops},
+    std::fprintf(stderr, "ttft %6ld tokens: %8.3f s   floor %8.3f s (%.2fx)\n", static_cast<long>(len), ttft,
+                 floor, ttft / floor);
+    out["ttft"].push_back({{"prompt_tokens", len},
+                           {"ours_s", ttft},
+                           {"floor_s", floor},
+                           {"flops", flops},
                            {"runs", times.size()}});
   }
 
@@ -211,13 +221,14 @@ int run_bench_latency(const BenchLatencyFlags& f) {
   for (int64_t ctx : f.contexts) {
     for (int64_t batch : f.batches) {
       for (bool graphs : {true, false}) {
-        if (!graphs && !(batch == 1 && ctx == f.contexts.front())) continue;  // eager once, for the graph gain
+        if (!graphs && !(batch == 1 && ctx == f.contexts.front()))
+          continue;  // eager once, for the graph gain
         const int64_t steps = f.decode_steps, span = ctx + steps + 8;
         const int64_t per_seq = (span + bs - 1) / bs, prefix = ctx / bs;
         const bool shared = batch * per_seq + 1 > m.num_kv_blocks();
         if (shared && prefix + batch * (per_seq - prefix) + 1 > m.num_kv_blocks()) {
-          std::fprintf(stderr, "tpot b%ld ctx %ld: skipped, the KV pool is too small\n", static_cast<long>(batch),
-                       static_cast<long>(ctx));
+          std::fprintf(stderr, "tpot b%ld ctx %ld: skipped, the KV pool is too small\n",
+                       static_cast<long>(batch), static_cast<long>(ctx));
           continue;
         }
         std::vector<std::vector<int32_t>> tables(static_cast<size_t>(batch));
@@ -241,13 +252,19 @@ int run_bench_latency(const BenchLatencyFlags& f) {
           if (step >= 3) times.push_back(seconds_since(t0));
         }
         const double tpot = median(times);
-        const double bytes = weight_read_bytes + kv_bytes_per_token * static_cast<double>(batch) * (ctx + 3 + steps / 2);
+        const double bytes =
+            weight_read_bytes + kv_bytes_per_token * static_cast<double>(batch) * (ctx + 3 + steps / 2);
         const double floor = bytes / ceil->copy_bytes_per_s;
-        std::fprintf(stderr, "tpot b%-3ld ctx %6ld %s: %8.3f ms   floor %8.3f ms (%.2fx)%s\n", static_cast<long>(batch),
-                     static_cast<long>(ctx), graphs ? "graph" : "eager", tpot * 1e3, floor * 1e3, tpot / floor,
-                     shared ? "  [shared-prefix KV]" : "");
-        out["tpot"].push_back({{"batch", batch}, {"context", ctx}, {"cuda_graphs", graphs}, {"ours_s", tpot},
-                               {"floor_s", floor}, {"bytes", bytes}, {"shared_prefix_kv", shared}});
+        std::fprintf(stderr, "tpot b%-3ld ctx %6ld %s: %8.3f ms   floor %8.3f ms (%.2fx)%s\n",
+                     static_cast<long>(batch), static_cast<long>(ctx), graphs ? "graph" : "eager", tpot * 1e3,
+                     floor * 1e3, tpot / floor, shared ? "  [shared-prefix KV]" : "");
+        out["tpot"].push_back({{"batch", batch},
+                               {"context", ctx},
+                               {"cuda_graphs", graphs},
+                               {"ours_s", tpot},
+                               {"floor_s", floor},
+                               {"bytes", bytes},
+                               {"shared_prefix_kv", shared}});
       }
     }
   }
@@ -273,7 +290,8 @@ void add_bench_latency_command(CLI::App& app, CommandRunner& run) {
     bench = app.add_subcommand("bench", "Benchmarks");
     bench->require_subcommand(1);
   }
-  CLI::App* cmd = bench->add_subcommand("latency", "TTFT and decode TPOT of the GPU model vs the physical floors");
+  CLI::App* cmd =
+      bench->add_subcommand("latency", "TTFT and decode TPOT of the GPU model vs the physical floors");
   auto f = std::make_shared<BenchLatencyFlags>();
   cmd->add_option("--preset", f->preset, "ARCH/PRESET of the random-weight model (make-model presets)");
   cmd->add_option("--prompt-lens", f->prompt_lens, "prompt lengths for TTFT")->delimiter(',');
@@ -288,7 +306,10 @@ void add_bench_latency_command(CLI::App& app, CommandRunner& run) {
 #ifdef LONGCTX_HAS_CUDA
     run = [f] { return run_bench_latency(*f); };
 #else
-    run = [] { return fail("bench latency needs the CUDA backend: configure with -DLONGCTX_CUDA=ON on a machine with nvcc"); };
+    run = [] {
+      return fail(
+          "bench latency needs the CUDA backend: configure with -DLONGCTX_CUDA=ON on a machine with nvcc");
+    };
 #endif
   });
 }

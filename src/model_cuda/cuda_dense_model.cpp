@@ -32,7 +32,8 @@ size_t take(size_t& off, size_t bytes) {
 
 }  // namespace
 
-CudaDenseModel::CudaDenseModel(const ModelConfig& cfg, const CudaModelOptions& opts) : cfg_(cfg), opts_(opts) {}
+CudaDenseModel::CudaDenseModel(const ModelConfig& cfg, const CudaModelOptions& opts)
+    : cfg_(cfg), opts_(opts) {}
 
 CudaDenseModel::~CudaDenseModel() {
   graphs_.clear();
@@ -74,7 +75,8 @@ Result<std::unique_ptr<CudaDenseModel>> CudaDenseModel::create(const ModelConfig
   size_t total = 0;
   LONGCTX_ASSIGN_OR_RETURN(size_t used0, used_device_bytes(&total));
   if (opts.num_kv_blocks == 0)
-    LONGCTX_RETURN_IF_ERROR(check_weights_fit(total, used0, opts.gpu_memory_utilization, device_weight_bytes(cfg)));
+    LONGCTX_RETURN_IF_ERROR(
+        check_weights_fit(total, used0, opts.gpu_memory_utilization, device_weight_bytes(cfg)));
   LONGCTX_ASSIGN_OR_RETURN(DeviceWeights dw, upload_dense_weights(cfg, w));
   std::unique_ptr<CudaDenseModel> m(new CudaDenseModel(cfg, opts));
   LONGCTX_RETURN_IF_ERROR(m->init(std::move(dw), used0));
@@ -89,7 +91,8 @@ Result<std::unique_ptr<CudaDenseModel>> CudaDenseModel::create_random(const Mode
   size_t total = 0;
   LONGCTX_ASSIGN_OR_RETURN(size_t used0, used_device_bytes(&total));
   if (opts.num_kv_blocks == 0)
-    LONGCTX_RETURN_IF_ERROR(check_weights_fit(total, used0, opts.gpu_memory_utilization, device_weight_bytes(cfg)));
+    LONGCTX_RETURN_IF_ERROR(
+        check_weights_fit(total, used0, opts.gpu_memory_utilization, device_weight_bytes(cfg)));
   LONGCTX_ASSIGN_OR_RETURN(DeviceWeights dw, random_dense_weights(cfg, seed, 0.02f));
   std::unique_ptr<CudaDenseModel> m(new CudaDenseModel(cfg, opts));
   LONGCTX_RETURN_IF_ERROR(m->init(std::move(dw), used0));
@@ -99,7 +102,8 @@ Result<std::unique_ptr<CudaDenseModel>> CudaDenseModel::create_random(const Mode
 Status CudaDenseModel::init(DeviceWeights w, size_t used_at_start) {
   w_ = std::move(w);
   max_model_len_ = opts_.max_model_len > 0 ? opts_.max_model_len : cfg_.max_position_embeddings;
-  if (max_model_len_ < 1) return invalid_argument("--max-model-len must be given: the config has no max_position_embeddings");
+  if (max_model_len_ < 1)
+    return invalid_argument("--max-model-len must be given: the config has no max_position_embeddings");
   const int64_t bs = opts_.block_size;
   max_blocks_per_seq_ = (max_model_len_ + bs - 1) / bs;
   max_tokens_ = std::max(opts_.max_num_batched_tokens, opts_.max_num_seqs);
@@ -111,9 +115,11 @@ Status CudaDenseModel::init(DeviceWeights w, size_t used_at_start) {
   LONGCTX_RETURN_IF_ERROR(allocate_workspaces());
 
   const std::vector<double> inv = cfg_.rope_inv_freq();
-  LONGCTX_ASSIGN_OR_RETURN(inv_freq_, DeviceBuffer::allocate(inv.size() * sizeof(double), "rope frequencies"));
-  LONGCTX_CUDA_OK(cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * sizeof(double), cudaMemcpyHostToDevice),
-                  "uploading rope frequencies");
+  LONGCTX_ASSIGN_OR_RETURN(inv_freq_,
+                           DeviceBuffer::allocate(inv.size() * sizeof(double), "rope frequencies"));
+  LONGCTX_CUDA_OK(
+      cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * sizeof(double), cudaMemcpyHostToDevice),
+      "uploading rope frequencies");
 
   KVCacheShape shape{cfg_.num_layers, 0, bs, cfg_.num_kv_heads, cfg_.head_dim, false};
   const size_t per_block = DeviceKVCache::bytes_per_block(shape);
@@ -152,8 +158,9 @@ Status CudaDenseModel::init(DeviceWeights w, size_t used_at_start) {
   size_t total = 0;
   LONGCTX_ASSIGN_OR_RETURN(size_t used_after, used_device_bytes(&total));
   const int64_t min_blocks = max_blocks_per_seq_ + 1;
-  LONGCTX_ASSIGN_OR_RETURN(plan_, plan_kv_pool(total, opts_.gpu_memory_utilization, used_at_start, w_.arena.bytes(),
-                                               used_after, per_block, min_blocks, max_model_len_));
+  LONGCTX_ASSIGN_OR_RETURN(
+      plan_, plan_kv_pool(total, opts_.gpu_memory_utilization, used_at_start, w_.arena.bytes(), used_after,
+                          per_block, min_blocks, max_model_len_));
   shape.num_blocks = plan_.num_blocks;
   LONGCTX_ASSIGN_OR_RETURN(kv_, DeviceKVCache::allocate(shape));
   return Status::ok();
@@ -161,13 +168,16 @@ Status CudaDenseModel::init(DeviceWeights w, size_t used_at_start) {
 
 Status CudaDenseModel::allocate_workspaces() {
   const int64_t t = max_tokens_, h = cfg_.hidden_size, d = cfg_.head_dim;
-  const int64_t qw = cfg_.num_heads * d, qkvw = qw + 2 * cfg_.num_kv_heads * d, inter = cfg_.intermediate_size;
+  const int64_t qw = cfg_.num_heads * d, qkvw = qw + 2 * cfg_.num_kv_heads * d,
+                inter = cfg_.intermediate_size;
   const int64_t r = max_rows_;
   size_t off = 0;
   const size_t o_res = take(off, t * h * 4), o_norm = take(off, t * h * 2), o_qkv = take(off, t * qkvw * 2),
-               o_attn = take(off, t * qw * 2), o_gu = take(off, t * 2 * inter * 2), o_act = take(off, t * inter * 2),
-               o_fn = take(off, r * h * 2), o_logits = take(off, r * cfg_.vocab_size * 4), o_arg = take(off, r * 4);
-  LONGCTX_ASSIGN_OR_RETURN(act_, DeviceBuffer::allocate(off, "activations for " + std::to_string(t) + " tokens"));
+               o_attn = take(off, t * qw * 2), o_gu = take(off, t * 2 * inter * 2),
+               o_act = take(off, t * inter * 2), o_fn = take(off, r * h * 2),
+               o_logits = take(off, r * cfg_.vocab_size * 4), o_arg = take(off, r * 4);
+  LONGCTX_ASSIGN_OR_RETURN(act_,
+                           DeviceBuffer::allocate(off, "activations for " + std::to_string(t) + " tokens"));
   a_.residual = act_.as<float>(o_res);
   a_.normed = act_.as<__nv_bfloat16>(o_norm);
   a_.qkv = act_.as<__nv_bfloat16>(o_qkv);
@@ -203,7 +213,8 @@ Status CudaDenseModel::allocate_workspaces() {
 Status CudaDenseModel::validate(const ForwardBatch& b) const {
   const int64_t t = b.num_tokens(), ns = b.num_seqs(), vocab = cfg_.vocab_size;
   if (t > opts_.max_num_batched_tokens)
-    return invalid_argument("the batch has " + std::to_string(t) + " tokens, more than --max-num-batched-tokens " +
+    return invalid_argument("the batch has " + std::to_string(t) +
+                            " tokens, more than --max-num-batched-tokens " +
                             std::to_string(opts_.max_num_batched_tokens));
   if (ns > opts_.max_num_seqs)
     return invalid_argument("the batch has " + std::to_string(ns) + " sequences, more than --max-num-seqs " +
@@ -214,11 +225,13 @@ Status CudaDenseModel::validate(const ForwardBatch& b) const {
   if (b.positions.size() != static_cast<size_t>(t) || b.slots.size() != static_cast<size_t>(t) ||
       b.q_begin.size() != static_cast<size_t>(ns + 1) || (ns > 0 && b.q_begin.back() != t) ||
       b.block_tables.size() != static_cast<size_t>(ns * b.block_table_stride))
-    return invalid_argument("malformed ForwardBatch: positions, slots, q_begin and block_tables do not match its " +
-                            std::to_string(t) + " tokens and " + std::to_string(ns) + " sequences");
+    return invalid_argument(
+        "malformed ForwardBatch: positions, slots, q_begin and block_tables do not match its " +
+        std::to_string(t) + " tokens and " + std::to_string(ns) + " sequences");
   if (b.block_table_stride > max_blocks_per_seq_)
     return invalid_argument("block_table_stride " + std::to_string(b.block_table_stride) +
-                            " is over the model's max_model_len " + std::to_string(max_model_len_) + " / block size");
+                            " is over the model's max_model_len " + std::to_string(max_model_len_) +
+                            " / block size");
   for (int64_t i = 0; i < t; ++i) {
     const int32_t id = b.token_ids[static_cast<size_t>(i)];
     if (id < 0 || id >= vocab)
@@ -227,17 +240,19 @@ Status CudaDenseModel::validate(const ForwardBatch& b) const {
     const int64_t slot = b.slots[static_cast<size_t>(i)];
     if (slot < -1 || slot >= kv_.shape().num_blocks * kv_.shape().block_size)
       return invalid_argument("slot " + std::to_string(slot) + " of token " + std::to_string(i) +
-                              " is outside the KV cache of " + std::to_string(kv_.shape().num_blocks) + " blocks");
+                              " is outside the KV cache of " + std::to_string(kv_.shape().num_blocks) +
+                              " blocks");
   }
   for (int64_t r : b.logit_rows)
     if (r < 0 || r >= t)
-      return invalid_argument("logit row " + std::to_string(r) + " is outside the batch of " + std::to_string(t) +
-                              " tokens");
+      return invalid_argument("logit row " + std::to_string(r) + " is outside the batch of " +
+                              std::to_string(t) + " tokens");
   for (int64_t s = 0; s < ns; ++s) {
     const int64_t nq = b.q_begin[s + 1] - b.q_begin[s], ctx = b.context_lens[s];
     if (nq < 0 || ctx < nq || ctx > b.block_table_stride * kv_.shape().block_size || ctx > max_model_len_)
-      return invalid_argument("sequence " + std::to_string(s) + ": context " + std::to_string(ctx) + " with " +
-                              std::to_string(nq) + " new tokens does not fit its block table or max_model_len " +
+      return invalid_argument("sequence " + std::to_string(s) + ": context " + std::to_string(ctx) +
+                              " with " + std::to_string(nq) +
+                              " new tokens does not fit its block table or max_model_len " +
                               std::to_string(max_model_len_));
   }
   for (int32_t blk : b.block_tables)
@@ -270,8 +285,9 @@ Status CudaDenseModel::stage(const ForwardBatch& b, const StepShape& s) {
   for (int64_t i = rows; i < s.logit_rows; ++i) lr[i] = i;
   for (int64_t q = 0; q < s.seqs; ++q)
     for (int64_t j = 0; j < s.table_stride; ++j)
-      bt[q * s.table_stride + j] =
-          q < ns && j < b.block_table_stride ? b.block_tables[static_cast<size_t>(q * b.block_table_stride + j)] : 0;
+      bt[q * s.table_stride + j] = q < ns && j < b.block_table_stride
+                                       ? b.block_tables[static_cast<size_t>(q * b.block_table_stride + j)]
+                                       : 0;
   auto copy = [&](size_t off, size_t bytes) {
     return cudaMemcpyAsync(meta_.as<unsigned char>(off), h + off, bytes, cudaMemcpyHostToDevice, stream_);
   };
@@ -286,32 +302,38 @@ Status CudaDenseModel::stage(const ForwardBatch& b, const StepShape& s) {
 }
 
 Status CudaDenseModel::enqueue_step(const StepShape& s) {
-  const int64_t t = s.tokens, h = cfg_.hidden_size, d = cfg_.head_dim, hq = cfg_.num_heads, hkv = cfg_.num_kv_heads;
+  const int64_t t = s.tokens, h = cfg_.hidden_size, d = cfg_.head_dim, hq = cfg_.num_heads,
+                hkv = cfg_.num_kv_heads;
   const int64_t qw = hq * d, kvw = hkv * d, qkvw = qw + 2 * kvw, inter = cfg_.intermediate_size;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
   const auto* ids = meta_.as<int32_t>(m_.ids);
   const auto* pos = meta_.as<int32_t>(m_.positions);
   const auto* slots = meta_.as<int64_t>(m_.slots);
-  auto gemm = [&](const __nv_bfloat16* x, const __nv_bfloat16* w, const void* bias, void* y, DType yt, int64_t m,
-                  int64_t n, int64_t k, bool acc, const char* what) -> Status {
+  auto gemm = [&](const __nv_bfloat16* x, const __nv_bfloat16* w, const void* bias, void* y, DType yt,
+                  int64_t m, int64_t n, int64_t k, bool acc, const char* what) -> Status {
     // One row (batch-1 decode): a pure pass over W, where skinny_linear beats cuBLASLt
     // (H100, Llama-3.1-8B: TPOT 6.33 vs 6.86 ms). At 8 rows it lost (17.4 vs 7.0 ms: each W
     // chunk then costs 8 x loads), so wider batches stay on cuBLASLt.
     if (m == 1 && k % 8 == 0) {
       SkinnyLinearParams sp;
-      sp.x = x, sp.w = w, sp.bias = bias, sp.y = y, sp.y_dtype = yt, sp.m = m, sp.n = n, sp.k = k, sp.accumulate = acc;
+      sp.x = x, sp.w = w, sp.bias = bias, sp.y = y, sp.y_dtype = yt, sp.m = m, sp.n = n, sp.k = k,
+      sp.accumulate = acc;
       return cuda_status(skinny_linear(sp, stream_), what);
     }
     LinearParams lp;
-    lp.x = x, lp.w = w, lp.bias = bias, lp.y = y, lp.y_dtype = yt, lp.m = m, lp.n = n, lp.k = k, lp.accumulate = acc;
+    lp.x = x, lp.w = w, lp.bias = bias, lp.y = y, lp.y_dtype = yt, lp.m = m, lp.n = n, lp.k = k,
+    lp.accumulate = acc;
     return cublas_status(linear(blas_, lp, stream_), what);
   };
 
-  LONGCTX_CUDA_OK(embedding_f32(ids, t, w_.embed_tokens, cfg_.vocab_size, h, a_.residual, stream_), "embedding");
+  LONGCTX_CUDA_OK(embedding_f32(ids, t, w_.embed_tokens, cfg_.vocab_size, h, a_.residual, stream_),
+                  "embedding");
   for (int64_t l = 0; l < cfg_.num_layers; ++l) {
     const DeviceLayerWeights& lw = w_.layers[static_cast<size_t>(l)];
-    LONGCTX_CUDA_OK(rms_norm_f32(a_.residual, nullptr, lw.input_norm, a_.normed, t, h, eps, stream_), "input norm");
-    LONGCTX_RETURN_IF_ERROR(gemm(a_.normed, lw.qkv, lw.qkv_bias, a_.qkv, DType::kBF16, t, qkvw, h, false, "qkv_proj"));
+    LONGCTX_CUDA_OK(rms_norm_f32(a_.residual, nullptr, lw.input_norm, a_.normed, t, h, eps, stream_),
+                    "input norm");
+    LONGCTX_RETURN_IF_ERROR(
+        gemm(a_.normed, lw.qkv, lw.qkv_bias, a_.qkv, DType::kBF16, t, qkvw, h, false, "qkv_proj"));
     if (cfg_.qk_norm) {
       LONGCTX_CUDA_OK(head_rms_norm(a_.qkv, t, hq, d, qkvw, lw.q_norm, eps, stream_), "q_norm");
       LONGCTX_CUDA_OK(head_rms_norm(a_.qkv + qw, t, hkv, d, qkvw, lw.k_norm, eps, stream_), "k_norm");
@@ -349,26 +371,29 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
     ap.workspace = attn_ws_.get();
     ap.workspace_bytes = attn_ws_.bytes();
     if (paged_attention_workspace_bytes(ap, t) > attn_ws_.bytes())
-      return internal_error("attention workspace of " + std::to_string(attn_ws_.bytes()) + " bytes is too small: " +
-                            std::to_string(paged_attention_workspace_bytes(ap, t)) + " needed");
+      return internal_error("attention workspace of " + std::to_string(attn_ws_.bytes()) +
+                            " bytes is too small: " + std::to_string(paged_attention_workspace_bytes(ap, t)) +
+                            " needed");
     LONGCTX_CUDA_OK(paged_attention(ap, t, stream_), "paged attention");
-    LONGCTX_RETURN_IF_ERROR(gemm(a_.attn, lw.o_proj, lw.o_bias, a_.residual, DType::kF32, t, h, qw, true, "o_proj"));
+    LONGCTX_RETURN_IF_ERROR(
+        gemm(a_.attn, lw.o_proj, lw.o_bias, a_.residual, DType::kF32, t, h, qw, true, "o_proj"));
 
     LONGCTX_CUDA_OK(rms_norm_f32(a_.residual, nullptr, lw.post_attention_norm, a_.normed, t, h, eps, stream_),
                     "post-attention norm");
-    LONGCTX_RETURN_IF_ERROR(
-        gemm(a_.normed, lw.gate_up, lw.gate_up_bias, a_.gate_up, DType::kBF16, t, 2 * inter, h, false, "gate_up_proj"));
-    LONGCTX_CUDA_OK(silu_mul(a_.gate_up, a_.gate_up + inter, a_.mlp_act, t, inter, 2 * inter, stream_), "silu_mul");
+    LONGCTX_RETURN_IF_ERROR(gemm(a_.normed, lw.gate_up, lw.gate_up_bias, a_.gate_up, DType::kBF16, t,
+                                 2 * inter, h, false, "gate_up_proj"));
+    LONGCTX_CUDA_OK(silu_mul(a_.gate_up, a_.gate_up + inter, a_.mlp_act, t, inter, 2 * inter, stream_),
+                    "silu_mul");
     LONGCTX_RETURN_IF_ERROR(
         gemm(a_.mlp_act, lw.down, lw.down_bias, a_.residual, DType::kF32, t, h, inter, true, "down_proj"));
   }
   // Final norm and LM head for the wanted rows only, then greedy sampling.
   const int64_t r = s.logit_rows;
-  LONGCTX_CUDA_OK(
-      rms_norm_f32(a_.residual, meta_.as<int64_t>(m_.logit_rows), w_.final_norm, a_.final_normed, r, h, eps, stream_),
-      "final norm");
-  LONGCTX_RETURN_IF_ERROR(
-      gemm(a_.final_normed, w_.lm_head, nullptr, a_.logits, DType::kF32, r, cfg_.vocab_size, h, false, "lm_head"));
+  LONGCTX_CUDA_OK(rms_norm_f32(a_.residual, meta_.as<int64_t>(m_.logit_rows), w_.final_norm, a_.final_normed,
+                               r, h, eps, stream_),
+                  "final norm");
+  LONGCTX_RETURN_IF_ERROR(gemm(a_.final_normed, w_.lm_head, nullptr, a_.logits, DType::kF32, r,
+                               cfg_.vocab_size, h, false, "lm_head"));
   LONGCTX_CUDA_OK(argmax(a_.logits, r, cfg_.vocab_size, a_.argmax, stream_), "argmax");
   return Status::ok();
 }
@@ -393,14 +418,15 @@ Status CudaDenseModel::run(const ForwardBatch& b, bool use_graphs) {
     s.table_stride = std::max(s.table_stride, (s.max_context_len + bs - 1) / bs);
   }
   const int64_t bucket = decode ? DecodeGraphs::batch_bucket(ns, opts_.max_num_seqs) : 0;
-  const bool graph = use_graphs && opts_.cuda_graphs && decode && bucket > 0 &&
-                     s.table_stride <= max_blocks_per_seq_;
+  const bool graph =
+      use_graphs && opts_.cuda_graphs && decode && bucket > 0 && s.table_stride <= max_blocks_per_seq_;
   if (graph) s.tokens = s.seqs = s.logit_rows = bucket;
   try {
     LONGCTX_RETURN_IF_ERROR(stage(b, s));
     if (t == 0) return Status::ok();
     if (graph) {
-      LONGCTX_RETURN_IF_ERROR(graphs_.launch({bucket, s.max_context_len}, stream_, [&] { return enqueue_step(s); }));
+      LONGCTX_RETURN_IF_ERROR(
+          graphs_.launch({bucket, s.max_context_len}, stream_, [&] { return enqueue_step(s); }));
     } else {
       LONGCTX_RETURN_IF_ERROR(enqueue_step(s));
     }
@@ -428,8 +454,9 @@ Result<std::vector<int32_t>> CudaDenseModel::forward_greedy(const ForwardBatch& 
   LONGCTX_RETURN_IF_ERROR(run(b, use_graphs));
   const size_t rows = b.logit_rows.size();
   if (rows > 0)
-    LONGCTX_CUDA_OK(cudaMemcpyAsync(out_host_.as<int32_t>(), a_.argmax, rows * 4, cudaMemcpyDeviceToHost, stream_),
-                    "downloading sampled tokens");
+    LONGCTX_CUDA_OK(
+        cudaMemcpyAsync(out_host_.as<int32_t>(), a_.argmax, rows * 4, cudaMemcpyDeviceToHost, stream_),
+        "downloading sampled tokens");
   LONGCTX_CUDA_OK(cudaStreamSynchronize(stream_), "the forward pass");
   return std::vector<int32_t>(out_host_.as<int32_t>(), out_host_.as<int32_t>() + rows);
 }

@@ -38,10 +38,10 @@ struct CudaModelOptions {
   int64_t max_num_seqs = 256;             // sequences of one step; decode graphs up to this batch
   int64_t max_logit_rows = 0;             // logit rows of one step; 0 = max_num_seqs
   int64_t block_size = 16;
-  int64_t max_model_len = 0;              // 0 = the config's max_position_embeddings
-  double gpu_memory_utilization = 0.9;    // fraction of the device's memory this model may use
-  int64_t num_kv_blocks = 0;              // > 0: exactly this pool (tests), no memory plan
-  bool cuda_graphs = true;                // replay decode steps as CUDA graphs
+  int64_t max_model_len = 0;            // 0 = the config's max_position_embeddings
+  double gpu_memory_utilization = 0.9;  // fraction of the device's memory this model may use
+  int64_t num_kv_blocks = 0;            // > 0: exactly this pool (tests), no memory plan
+  bool cuda_graphs = true;              // replay decode steps as CUDA graphs
 };
 
 class CudaDenseModel {

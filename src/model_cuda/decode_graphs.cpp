@@ -21,12 +21,14 @@ int64_t DecodeGraphs::context_bucket(int64_t n, int64_t max_context) {
   return std::min(b, std::max<int64_t>(max_context, 1));
 }
 
-Status DecodeGraphs::launch(const DecodeGraphKey& key, cudaStream_t stream, const std::function<Status()>& enqueue) {
+Status DecodeGraphs::launch(const DecodeGraphKey& key, cudaStream_t stream,
+                            const std::function<Status()>& enqueue) {
   auto it = graphs_.find(key);
   if (it == graphs_.end()) {
     // Relaxed: the kernels' launch helpers query device attributes and set shared-memory
     // limits (host-side calls, not stream work) while the stream is being captured.
-    LONGCTX_CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed), "beginning a graph capture");
+    LONGCTX_CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed),
+                    "beginning a graph capture");
     const Status st = enqueue();
     cudaGraph_t graph = nullptr;
     const cudaError_t end = cudaStreamEndCapture(stream, &graph);

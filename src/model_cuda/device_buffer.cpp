@@ -15,7 +15,8 @@ Result<DeviceBuffer> DeviceBuffer::allocate(size_t bytes, const std::string& wha
     size_t free_b = 0, total_b = 0;
     cudaMemGetInfo(&free_b, &total_b);
     return cuda_status(e, "allocating " + std::to_string(bytes) + " bytes of device memory for " + what +
-                              " (" + std::to_string(free_b) + " of " + std::to_string(total_b) + " bytes free)");
+                              " (" + std::to_string(free_b) + " of " + std::to_string(total_b) +
+                              " bytes free)");
   }
   b.bytes_ = bytes;
   return b;
@@ -38,7 +39,8 @@ void DeviceBuffer::reset() {
 Result<HostStaging> HostStaging::allocate(size_t bytes) {
   HostStaging h;
   if (bytes == 0) return h;
-  LONGCTX_CUDA_OK(cudaMallocHost(&h.ptr_, bytes), "allocating " + std::to_string(bytes) + " bytes of pinned host memory");
+  LONGCTX_CUDA_OK(cudaMallocHost(&h.ptr_, bytes),
+                  "allocating " + std::to_string(bytes) + " bytes of pinned host memory");
   h.bytes_ = bytes;
   return h;
 }

@@ -99,10 +99,11 @@ Result<DeviceWeights> upload_dense_weights(const ModelConfig& cfg, const DenseWe
     LONGCTX_RETURN_IF_ERROR(upload(l.k_norm, lw.k_norm, DType::kF32, d, p + "k_norm"));
     LONGCTX_RETURN_IF_ERROR(upload(l.o_proj, lw.o_proj, DType::kBF16, h * hq * d, p + "o_proj"));
     LONGCTX_RETURN_IF_ERROR(upload(l.o_bias, lw.o_bias, DType::kF32, h, p + "o_proj.bias"));
-    LONGCTX_RETURN_IF_ERROR(
-        upload(l.post_attention_norm, lw.post_attention_norm, DType::kF32, h, p + "post_attention_layernorm"));
+    LONGCTX_RETURN_IF_ERROR(upload(l.post_attention_norm, lw.post_attention_norm, DType::kF32, h,
+                                   p + "post_attention_layernorm"));
     LONGCTX_RETURN_IF_ERROR(upload(l.gate_up, lw.gate_up, DType::kBF16, 2 * inter * h, p + "gate_up"));
-    LONGCTX_RETURN_IF_ERROR(upload(l.gate_up_bias, lw.gate_up_bias, DType::kBF16, 2 * inter, p + "gate_up_bias"));
+    LONGCTX_RETURN_IF_ERROR(
+        upload(l.gate_up_bias, lw.gate_up_bias, DType::kBF16, 2 * inter, p + "gate_up_bias"));
     LONGCTX_RETURN_IF_ERROR(upload(l.down, lw.down, DType::kBF16, h * inter, p + "down"));
     LONGCTX_RETURN_IF_ERROR(upload(l.down_bias, lw.down_bias, DType::kF32, h, p + "down_bias"));
   }

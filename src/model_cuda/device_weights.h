@@ -17,18 +17,18 @@
 namespace longctx::cuda {
 
 struct DeviceLayerWeights {
-  float* input_norm = nullptr;           // [hidden]
-  __nv_bfloat16* qkv = nullptr;          // [(Hq + 2·Hkv)·D, hidden]
-  __nv_bfloat16* qkv_bias = nullptr;     // [(Hq + 2·Hkv)·D] or null
-  float* q_norm = nullptr;               // [D] (qwen3) or null
+  float* input_norm = nullptr;        // [hidden]
+  __nv_bfloat16* qkv = nullptr;       // [(Hq + 2·Hkv)·D, hidden]
+  __nv_bfloat16* qkv_bias = nullptr;  // [(Hq + 2·Hkv)·D] or null
+  float* q_norm = nullptr;            // [D] (qwen3) or null
   float* k_norm = nullptr;
-  __nv_bfloat16* o_proj = nullptr;       // [hidden, Hq·D]
-  float* o_bias = nullptr;               // [hidden] or null
-  float* post_attention_norm = nullptr;  // [hidden]
-  __nv_bfloat16* gate_up = nullptr;      // [2·inter, hidden]
-  __nv_bfloat16* gate_up_bias = nullptr; // [2·inter] or null
-  __nv_bfloat16* down = nullptr;         // [hidden, inter]
-  float* down_bias = nullptr;            // [hidden] or null
+  __nv_bfloat16* o_proj = nullptr;        // [hidden, Hq·D]
+  float* o_bias = nullptr;                // [hidden] or null
+  float* post_attention_norm = nullptr;   // [hidden]
+  __nv_bfloat16* gate_up = nullptr;       // [2·inter, hidden]
+  __nv_bfloat16* gate_up_bias = nullptr;  // [2·inter] or null
+  __nv_bfloat16* down = nullptr;          // [hidden, inter]
+  float* down_bias = nullptr;             // [hidden] or null
 };
 
 struct DeviceWeights {

@@ -13,10 +13,10 @@ std::string gib(size_t bytes) {
 std::string MemoryPlan::to_string() const {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%.2f", utilization);
-  return "device " + gib(total_bytes) + ", budget " + gib(budget_bytes) + " (--gpu-memory-utilization " + buf +
-         "): other " + gib(other_bytes) + ", weights " + gib(weight_bytes) + ", activations " +
-         gib(activation_bytes) + ", KV cache " + gib(kv_bytes) + " = " + std::to_string(num_blocks) + " blocks of " +
-         std::to_string(bytes_per_block) + " bytes";
+  return "device " + gib(total_bytes) + ", budget " + gib(budget_bytes) + " (--gpu-memory-utilization " +
+         buf + "): other " + gib(other_bytes) + ", weights " + gib(weight_bytes) + ", activations " +
+         gib(activation_bytes) + ", KV cache " + gib(kv_bytes) + " = " + std::to_string(num_blocks) +
+         " blocks of " + std::to_string(bytes_per_block) + " bytes";
 }
 
 Status check_weights_fit(size_t total_bytes, size_t used_bytes, double utilization, size_t weight_bytes) {
@@ -24,16 +24,17 @@ Status check_weights_fit(size_t total_bytes, size_t used_bytes, double utilizati
     return invalid_argument("--gpu-memory-utilization must be in (0, 1], got " + std::to_string(utilization));
   const size_t budget = static_cast<size_t>(utilization * static_cast<double>(total_bytes));
   if (used_bytes + weight_bytes > budget)
-    return invalid_argument("the model does not fit: its weights need " + gib(weight_bytes) + ", " + gib(used_bytes) +
-                            " of the device are already in use, and the budget is " + gib(budget) +
-                            " (--gpu-memory-utilization " + std::to_string(utilization) + " × " + gib(total_bytes) +
+    return invalid_argument("the model does not fit: its weights need " + gib(weight_bytes) + ", " +
+                            gib(used_bytes) + " of the device are already in use, and the budget is " +
+                            gib(budget) + " (--gpu-memory-utilization " + std::to_string(utilization) +
+                            " × " + gib(total_bytes) +
                             "); use a larger --gpu-memory-utilization, a smaller model, or more GPUs");
   return Status::ok();
 }
 
-Result<MemoryPlan> plan_kv_pool(size_t total_bytes, double utilization, size_t used_at_start, size_t weight_bytes,
-                                size_t used_after_profile, size_t bytes_per_block, int64_t min_blocks,
-                                int64_t max_model_len) {
+Result<MemoryPlan> plan_kv_pool(size_t total_bytes, double utilization, size_t used_at_start,
+                                size_t weight_bytes, size_t used_after_profile, size_t bytes_per_block,
+                                int64_t min_blocks, int64_t max_model_len) {
   LONGCTX_RETURN_IF_ERROR(check_weights_fit(total_bytes, used_at_start, utilization, weight_bytes));
   MemoryPlan p;
   p.total_bytes = total_bytes;

@@ -1,6 +1,8 @@
 // The GPU dense model (model_cuda/) against the transformers goldens (float64 forward of
 // the fp32 fixtures) and against the CPU backend on the same bf16 weights; chunked
 // prefill, batching, CUDA-graph replay vs eager, the memory plan and bad input.
+#include "model/dense_model.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -10,7 +12,6 @@
 #include <vector>
 
 #include "model/config.h"
-#include "model/dense_model.h"
 #include "model/dense_weights.h"
 #include "model/safetensors.h"
 #include "model_cuda/cuda_dense_model.h"
@@ -140,8 +141,9 @@ TEST_P(CudaDenseGoldenTest, LogitsMatchTransformersAndTheCpuBackend) {
     const Tensor cpu = cpu_logits(GetParam(), g);
     const double e_golden = relative_error(*logits, g.logits), e_cpu = relative_error(*logits, cpu);
     const double r_golden = rms_relative_error(*logits, g.logits), r_cpu = rms_relative_error(*logits, cpu);
-    std::printf("[ gpu ] %s prompt of %zu: vs transformers max %.3g rms %.3g; vs CPU bf16 max %.3g rms %.3g\n",
-                GetParam().c_str(), g.ids.size(), e_golden, r_golden, e_cpu, r_cpu);
+    std::printf(
+        "[ gpu ] %s prompt of %zu: vs transformers max %.3g rms %.3g; vs CPU bf16 max %.3g rms %.3g\n",
+        GetParam().c_str(), g.ids.size(), e_golden, r_golden, e_cpu, r_cpu);
     worst_golden = std::max(worst_golden, e_golden);
     worst_cpu = std::max(worst_cpu, e_cpu);
     rms_golden = std::max(rms_golden, r_golden);
@@ -201,7 +203,8 @@ TEST_P(CudaDenseGoldenTest, GreedyDecodeMatchesTransformersOnShortPrompts) {
   Sequences seqs{16};
   std::vector<std::vector<int32_t>> out(goldens.size());
   ForwardBatch first;
-  for (const Golden& g : goldens) seqs.schedule(first, seqs.add(), g.ids, {static_cast<int64_t>(g.ids.size()) - 1});
+  for (const Golden& g : goldens)
+    seqs.schedule(first, seqs.add(), g.ids, {static_cast<int64_t>(g.ids.size()) - 1});
   auto tok = (*gpu)->forward_greedy(first);
   ASSERT_TRUE(tok.is_ok()) << tok.status().to_string();
   for (size_t i = 0; i < goldens.size(); ++i) out[i].push_back((*tok)[i]);
@@ -309,7 +312,8 @@ TEST(CudaDenseModel, BatchOfPrefillAndDecodeMatchesSeparateRuns) {
   // The chunk's rows equal a fresh run of prompt_2's first 284 tokens.
   ForwardBatch alone;
   Sequences seqs2{16};
-  seqs2.schedule(alone, seqs2.add(), std::vector<int32_t>(g2.ids.begin(), g2.ids.begin() + 284), {280, 281, 282, 283});
+  seqs2.schedule(alone, seqs2.add(), std::vector<int32_t>(g2.ids.begin(), g2.ids.begin() + 284),
+                 {280, 281, 282, 283});
   auto w = (*gpu)->forward(alone);
   ASSERT_TRUE(w.is_ok()) << w.status().to_string();
   EXPECT_LE(relative_error(r->slice(0, 0, 4), *w), 1e-2);
@@ -341,7 +345,8 @@ TEST(CudaDenseModel, BadInputIsAnErrorNamingIt) {
   s2.schedule(big, s2.add(), ids, {});
   auto r2 = (*gpu)->forward(big);
   ASSERT_FALSE(r2.is_ok());
-  EXPECT_NE(r2.status().message().find("--max-num-batched-tokens"), std::string::npos) << r2.status().message();
+  EXPECT_NE(r2.status().message().find("--max-num-batched-tokens"), std::string::npos)
+      << r2.status().message();
 }
 
 TEST(MemoryPlan, KvPoolIsWhatTheBudgetLeaves) {

@@ -59,7 +59,8 @@ TEST_P(SkinnyLinearTest, MatchesFloat64Reference) {
   SkinnyLinearParams p;
   p.x = dx.bf16();
   p.w = dw.bf16();
-  p.bias = c.bias ? (f32 ? static_cast<const void*>(b32.get()) : static_cast<const void*>(b16.get())) : nullptr;
+  p.bias =
+      c.bias ? (f32 ? static_cast<const void*>(b32.get()) : static_cast<const void*>(b16.get())) : nullptr;
   p.y = f32 ? static_cast<void*>(y32.get()) : static_cast<void*>(y16.get());
   p.y_dtype = c.y_dtype;
   p.m = c.m, p.n = c.n, p.k = c.k;

@@ -25,8 +25,8 @@ __global__ void embedding_kernel(const int32_t* ids, const __nv_bfloat16* table,
   }
 }
 
-__global__ void embedding_f32_kernel(const int32_t* ids, const __nv_bfloat16* table, int64_t vocab, int64_t dim,
-                                     float* out) {
+__global__ void embedding_f32_kernel(const int32_t* ids, const __nv_bfloat16* table, int64_t vocab,
+                                     int64_t dim, float* out) {
   const int64_t t = blockIdx.x;
   const int64_t id = ids[t];
   const bool ok = id >= 0 && id < vocab;

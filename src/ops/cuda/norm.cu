@@ -100,7 +100,8 @@ __global__ void head_rms_norm_kernel(__nv_bfloat16* x, int64_t tokens, int64_t h
   }
   ss = detail::warp_sum(ss);
   const float inv = rsqrtf(ss / static_cast<float>(head_dim) + eps);
-  for (int64_t i = lane; i < head_dim; i += 32) v[i] = __float2bfloat16(__bfloat162float(v[i]) * inv * weight[i]);
+  for (int64_t i = lane; i < head_dim; i += 32)
+    v[i] = __float2bfloat16(__bfloat162float(v[i]) * inv * weight[i]);
 }
 
 }  // namespace
@@ -109,10 +110,12 @@ cudaError_t rms_norm_f32(const float* x, const int64_t* row_index, const float* 
                          int64_t rows, int64_t dim, float eps, cudaStream_t stream) {
   if (rows <= 0) return cudaSuccess;
   if (dim <= 0 || dim % 4 != 0)
-    throw std::invalid_argument("rms_norm_f32: dim " + std::to_string(dim) + " must be a positive multiple of 4");
+    throw std::invalid_argument("rms_norm_f32: dim " + std::to_string(dim) +
+                                " must be a positive multiple of 4");
   if (!detail::aligned16(x) || !detail::aligned16(weight))
     throw std::invalid_argument("rms_norm_f32: x and weight must be 16-byte aligned");
-  rms_norm_f32_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, row_index, weight, out, dim, eps);
+  rms_norm_f32_kernel<<<static_cast<unsigned>(rows), kThreads, 0, stream>>>(x, row_index, weight, out, dim,
+                                                                            eps);
   return cudaGetLastError();
 }
 

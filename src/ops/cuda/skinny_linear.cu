@@ -74,9 +74,11 @@ template <int M>
 cudaError_t launch(const SkinnyLinearParams& p, cudaStream_t stream) {
   const unsigned grid = static_cast<unsigned>((p.n + kWarps - 1) / kWarps);
   if (p.y_dtype == DType::kF32)
-    skinny_linear_kernel<M, true><<<grid, kWarps * 32, 0, stream>>>(p.x, p.w, p.bias, p.y, p.n, p.k, p.accumulate);
+    skinny_linear_kernel<M, true>
+        <<<grid, kWarps * 32, 0, stream>>>(p.x, p.w, p.bias, p.y, p.n, p.k, p.accumulate);
   else
-    skinny_linear_kernel<M, false><<<grid, kWarps * 32, 0, stream>>>(p.x, p.w, p.bias, p.y, p.n, p.k, p.accumulate);
+    skinny_linear_kernel<M, false>
+        <<<grid, kWarps * 32, 0, stream>>>(p.x, p.w, p.bias, p.y, p.n, p.k, p.accumulate);
   return cudaGetLastError();
 }
 
