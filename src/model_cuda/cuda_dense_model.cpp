@@ -418,8 +418,9 @@ Status CudaDenseModel::run(const ForwardBatch& b, bool use_graphs) {
     s.table_stride = std::max(s.table_stride, (s.max_context_len + bs - 1) / bs);
   }
   const int64_t bucket = decode ? DecodeGraphs::batch_bucket(ns, opts_.max_num_seqs) : 0;
-  const bool graph =
-      use_graphs && opts_.cuda_graphs && decode && bucket > 0 && s.table_stride <= max_blocks_per_seq_;
+  // The padded step must fit the buffers sized for max_logit_rows and the block tables.
+  const bool graph = use_graphs && opts_.cuda_graphs && decode && bucket > 0 && bucket <= max_rows_ &&
+                     s.table_stride <= max_blocks_per_seq_;
   if (graph) s.tokens = s.seqs = s.logit_rows = bucket;
   try {
     LONGCTX_RETURN_IF_ERROR(stage(b, s));
