@@ -7,6 +7,8 @@ namespace longctx {
 
 RooflineCostModel::RooflineCostModel(const ModelShape& model, const HardwareProfile& hw, const LayoutShape& layout)
     : model_(model), hw_(hw), layout_(layout) {
+  if (const StepCalibration* c = hw_.calibration_for(model_.layer_params_per_token, model_.attn_flops_per_pair))
+    calibration_ = *c;
   for (int64_t* d : {&layout_.tp, &layout_.pp, &layout_.cp, &layout_.dcp, &layout_.kvp}) *d = std::max<int64_t>(1, *d);
   if (layout_.tp % layout_.dcp != 0) layout_.dcp = 1;
   if (layout_.kvp > 1 && layout_.kvp_shard_tokens <= 0)
@@ -35,64 +37,64 @@ int64_t RooflineCostModel::kvp_groups(int64_t tokens) const {
   return std::clamp<int64_t>(shards, 1, layout_.kvp);
 }
 
-StepCost RooflineCostModel::breakdown(std::span<const ChunkWork> chunks) const {
-  StepCost c;
-  if (chunks.empty()) return c;
+void RooflineCostModel::accumulate(StepSums& a, const ChunkWork& w) const {
   const double tp = static_cast<double>(layout_.tp), pp = static_cast<double>(layout_.pp);
-  const double cp = static_cast<double>(layout_.cp), groups = static_cast<double>(layout_.groups());
+  const double cp = static_cast<double>(layout_.cp);
   const double layers = static_cast<double>(model_.num_layers) / pp;  // per stage
   const double hidden_bytes = static_cast<double>(model_.hidden_size) * model_.bytes_per_param;
   const double kv_rep = kv_replication();
+  const double q = static_cast<double>(w.new_tokens), ctx = static_cast<double>(w.context_tokens);
+  a.seqs += 1;
+  a.tokens += q;
+  // Query i (0-based) of the chunk sees ctx + i + 1 keys.
+  const double pairs = q * ctx + q * (q + 1) / 2;
+  a.pairs += pairs;
+  const double gemm_flops = 2.0 * model_.layer_params_per_token * q + 2.0 * model_.lm_head_params;
+  a.gemm_flops += gemm_flops;
+  // A chunk's tokens split over the cp ranks (a decode's one token cannot); its KV, and
+  // so its attention, over the cp ranks and the kvp groups holding its prefix.
+  const double token_split = std::max(1.0, std::min(cp, q));
+  const double kv_split = cp * static_cast<double>(kvp_groups(w.context_tokens + w.new_tokens));
+  a.gemm_flops_max = std::max(a.gemm_flops_max, gemm_flops / token_split);
+  a.tokens_max = std::max(a.tokens_max, q / token_split);
+  // KV read once per request (flash-decoding / paged kernels), new KV written once.
+  const double kv_bytes = (ctx + 2 * q) * model_.kv_bytes_per_token * kv_rep / pp;
+  const double attn_s = std::max(model_.attn_flops_per_pair * pairs / pp / (hw_.attn_flops_per_s * tp),
+                                 kv_bytes / (hw_.mem_bytes_per_s * tp));
+  a.kv_bytes += kv_bytes;
+  a.attn_s_max = std::max(a.attn_s_max, attn_s / kv_split);
+  // Partial attention outputs (and the queries) travel between the ranks sharing the
+  // KV, per layer: each sends (n-1)/n of q · hidden.
+  if (kv_split > 1) a.merge_bytes += 2.0 * (kv_split - 1) / kv_split * q * hidden_bytes / tp * layers;
+  // Context parallel: the new tokens' KV circulates to every cp rank (ring), per layer.
+  if (cp > 1 && q > 1) a.cp_ring_bytes += (cp - 1) / cp * q * model_.kv_bytes_per_token * kv_rep / tp / pp;
+}
 
-  // Per chunk: its GEMM FLOPs, its attention time on the ranks that share it, and how
-  // many groups share it. Totals feed the balanced share over the groups.
-  double tokens = 0, pairs_total = 0, gemm_flops_total = 0, kv_bytes_total = 0;
-  double gemm_flops_max = 0, attn_s_max = 0, tokens_max = 0, merge_bytes = 0, cp_ring_bytes = 0;
-  for (const ChunkWork& w : chunks) {
-    const double q = static_cast<double>(w.new_tokens), ctx = static_cast<double>(w.context_tokens);
-    tokens += q;
-    // Query i (0-based) of the chunk sees ctx + i + 1 keys.
-    const double pairs = q * ctx + q * (q + 1) / 2;
-    pairs_total += pairs;
-    const double gemm_flops = 2.0 * model_.layer_params_per_token * q + 2.0 * model_.lm_head_params;
-    gemm_flops_total += gemm_flops;
-    // A chunk's tokens split over the cp ranks (a decode's one token cannot); its KV, and
-    // so its attention, over the cp ranks and the kvp groups holding its prefix.
-    const double token_split = std::min(cp, q);
-    const double kv_split = cp * static_cast<double>(kvp_groups(w.context_tokens + w.new_tokens));
-    gemm_flops_max = std::max(gemm_flops_max, gemm_flops / token_split);
-    tokens_max = std::max(tokens_max, q / token_split);
-    // KV read once per request (flash-decoding / paged kernels), new KV written once.
-    const double kv_bytes = (ctx + 2 * q) * model_.kv_bytes_per_token * kv_rep / pp;
-    const double attn_s = std::max(model_.attn_flops_per_pair * pairs / pp / (hw_.attn_flops_per_s * tp),
-                                   kv_bytes / (hw_.mem_bytes_per_s * tp));
-    kv_bytes_total += kv_bytes;
-    attn_s_max = std::max(attn_s_max, attn_s / kv_split);
-    // Partial attention outputs (and the queries) travel between the ranks sharing the
-    // KV, per layer: each sends (n-1)/n of q · hidden.
-    if (kv_split > 1) merge_bytes += 2.0 * (kv_split - 1) / kv_split * q * hidden_bytes / tp * layers;
-    // Context parallel: the new tokens' KV circulates to every cp rank (ring), per layer.
-    if (cp > 1 && q > 1)
-      cp_ring_bytes += (cp - 1) / cp * q * model_.kv_bytes_per_token * kv_rep / tp / pp;
-  }
+StepCost RooflineCostModel::finish(const StepSums& a) const {
+  StepCost c;
+  if (a.seqs == 0) return c;
+  const double tp = static_cast<double>(layout_.tp), pp = static_cast<double>(layout_.pp);
+  const double groups = static_cast<double>(layout_.groups());
+  const double layers = static_cast<double>(model_.num_layers) / pp;
+  const double hidden_bytes = static_cast<double>(model_.hidden_size) * model_.bytes_per_param;
   // The busiest group: at least its balanced share, at least the largest chunk's share.
-  const double gemm_flops = std::max(gemm_flops_total / groups, gemm_flops_max) / pp;
+  const double gemm_flops = std::max(a.gemm_flops / groups, a.gemm_flops_max) / pp;
   double weight_params = model_.dense_weight_params;
   if (model_.num_experts > 0) {  // experts touched: at most all of them
     const double touched = std::min(static_cast<double>(model_.num_experts),
-                                    tokens * static_cast<double>(model_.experts_per_token));
+                                    a.tokens * static_cast<double>(model_.experts_per_token));
     weight_params += touched * model_.expert_params;
   }
   const double weight_bytes = weight_params * model_.bytes_per_param / pp;
   c.gemm_s = std::max(gemm_flops / (hw_.gemm_flops_per_s * tp), weight_bytes / (hw_.mem_bytes_per_s * tp));
   // Balanced: the step's attention FLOPs and KV bytes (each kernel phase bound by the
   // larger) shared by the groups.
-  const double attn_balanced_s =
-      std::max(model_.attn_flops_per_pair * pairs_total / pp / (hw_.attn_flops_per_s * tp),
-               kv_bytes_total / (hw_.mem_bytes_per_s * tp)) / groups;
-  c.attention_s = std::max(attn_balanced_s, attn_s_max);
+  const double attn_balanced_s = std::max(model_.attn_flops_per_pair * a.pairs / pp / (hw_.attn_flops_per_s * tp),
+                                          a.kv_bytes / (hw_.mem_bytes_per_s * tp)) /
+                                 groups;
+  c.attention_s = std::max(attn_balanced_s, a.attn_s_max);
 
-  const double group_tokens = std::max(tokens / groups, tokens_max);
+  const double group_tokens = std::max(a.tokens / groups, a.tokens_max);
   if (layout_.tp > 1 && hw_.link_bytes_per_s > 0) {
     // Ring all-reduce of the hidden states after attention and after the MLP: each GPU
     // sends 2 (n-1)/n of the buffer.
@@ -100,7 +102,7 @@ StepCost RooflineCostModel::breakdown(std::span<const ChunkWork> chunks) const {
   }
   const double net = hw_.inter_group_bytes_per_s();
   if (net > 0) {
-    c.comm_s += (merge_bytes / groups + cp_ring_bytes / groups) / net;
+    c.comm_s += (a.merge_bytes / groups + a.cp_ring_bytes / groups) / net;
     // Pipeline hand-off: the stage's activations to the next stage.
     if (layout_.pp > 1) c.comm_s += group_tokens * hidden_bytes / tp / net;
   }
@@ -108,13 +110,29 @@ StepCost RooflineCostModel::breakdown(std::span<const ChunkWork> chunks) const {
 
   // A measured fit for this model shape replaces the roofline's fixed costs and scales
   // its GEMM term (single device: the fit was measured on one).
-  if (const StepCalibration* cal = hw_.calibration_for(model_.layer_params_per_token, model_.attn_flops_per_pair)) {
-    const double seqs = static_cast<double>(chunks.size());
-    c.gemm_s = cal->gemm_scale * c.gemm_s + cal->per_token_s * tokens / (groups * tp * pp);
-    c.attention_s = cal->per_pair_s * pairs_total / (groups * tp * pp);
-    c.overhead_s = cal->step_s + cal->per_seq_s * seqs;
+  if (calibration_) {
+    const double split = groups * tp * pp;
+    c.gemm_s = calibration_->gemm_scale * c.gemm_s + calibration_->per_token_s * a.tokens / split;
+    c.attention_s = calibration_->per_pair_s * a.pairs / split;
+    c.overhead_s = calibration_->step_s + calibration_->per_seq_s * a.seqs;
   }
   return c;
+}
+
+StepCost RooflineCostModel::breakdown(std::span<const ChunkWork> chunks) const {
+  StepSums a;
+  for (const ChunkWork& w : chunks) accumulate(a, w);
+  return finish(a);
+}
+
+std::function<double(const ChunkWork&)> RooflineCostModel::pricer(std::span<const ChunkWork> base) const {
+  StepSums a;
+  for (const ChunkWork& w : base) accumulate(a, w);
+  return [this, a](const ChunkWork& extra) {
+    StepSums b = a;
+    accumulate(b, extra);
+    return finish(b).total_s();
+  };
 }
 
 }  // namespace longctx

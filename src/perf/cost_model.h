@@ -5,7 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <span>
+#include <vector>
 
 #include "perf/hardware.h"
 #include "perf/layout.h"
@@ -35,6 +38,16 @@ class CostModel {
   // rate at which steps start); a sampled token leaves the pipeline after this many of
   // them (sim/ delivers it then, the chunk sizer keeps this many steps within the TBT SLO).
   virtual int64_t pipeline_stages() const { return 1; }
+  // Prices `base` plus one more chunk, for many candidate chunks (adaptive chunking's
+  // binary search): models that can sum `base` once override it. Valid while `base`
+  // and the model live.
+  virtual std::function<double(const ChunkWork&)> pricer(std::span<const ChunkWork> base) const {
+    return [this, base](const ChunkWork& extra) {
+      std::vector<ChunkWork> w(base.begin(), base.end());
+      w.push_back(extra);
+      return step_time_s(w);
+    };
+  }
 };
 
 // Every non-empty step takes the same time: the hand-computable model of the tests.
@@ -77,6 +90,8 @@ class RooflineCostModel final : public CostModel {
   StepCost breakdown(std::span<const ChunkWork> chunks) const;
   double step_time_s(std::span<const ChunkWork> chunks) const override { return breakdown(chunks).total_s(); }
   int64_t pipeline_stages() const override { return layout_.pp; }
+  // O(base) once, then O(1) per candidate chunk.
+  std::function<double(const ChunkWork&)> pricer(std::span<const ChunkWork> base) const override;
 
   const ModelShape& model() const { return model_; }
   const HardwareProfile& hardware() const { return hw_; }
@@ -91,9 +106,18 @@ class RooflineCostModel final : public CostModel {
   int64_t kvp_groups(int64_t tokens) const;
 
  private:
+  // What a step's chunks add up to; finish() turns the sums into times.
+  struct StepSums {
+    double seqs = 0, tokens = 0, pairs = 0, gemm_flops = 0, kv_bytes = 0;
+    double gemm_flops_max = 0, attn_s_max = 0, tokens_max = 0, merge_bytes = 0, cp_ring_bytes = 0;
+  };
+  void accumulate(StepSums& a, const ChunkWork& w) const;
+  StepCost finish(const StepSums& a) const;
+
   ModelShape model_;
   HardwareProfile hw_;
   LayoutShape layout_;
+  std::optional<StepCalibration> calibration_;  // hw_'s for this model shape, if any
 };
 
 }  // namespace longctx

@@ -36,15 +36,12 @@ int64_t AdaptiveChunkSizer::chunk_tokens(const Request& r, int64_t start, int64_
   const int64_t floor = std::min(cfg_.min_chunk, max_tokens);
   hi = std::max(hi, floor);
 
-  std::vector<ChunkWork> work = step_work(plan);
-  work.push_back({start, 0});
+  const std::vector<ChunkWork> work = step_work(plan);
+  const auto price = cost_.pricer(work);  // the plan's chunks summed once
   // A decode's token leaves a pipeline after every stage ran: its TBT is stages × the
   // step (stage) time.
   const double stages = static_cast<double>(cost_.pipeline_stages());
-  auto fits = [&](int64_t n) {
-    work.back().new_tokens = n;
-    return cost_.step_time_s(work) * stages <= cfg_.tbt_slo_s;
-  };
+  auto fits = [&](int64_t n) { return price(ChunkWork{start, n}) * stages <= cfg_.tbt_slo_s; };
   if (fits(hi)) return hi;
   if (!fits(floor)) return floor;
   // Invariant: fits(lo), !fits(hi).

@@ -192,3 +192,33 @@ TEST(StepCalibration, JsonRoundTripAndErrors) {
 
 }  // namespace
 }  // namespace longctx
+
+namespace longctx {
+namespace {
+
+// The pricer (sums of a base plan reused for many candidate chunks) agrees with pricing
+// the whole plan, under every layout term.
+TEST(LayoutCost, PricerMatchesStepTime) {
+  LayoutShape l;
+  l.tp = 2;
+  l.cp = 2;
+  l.kvp = 3;
+  l.pp = 2;
+  l.kvp_shard_tokens = 100;
+  ModelShape s = toy_shape();
+  s.dense_weight_params = 10;
+  const RooflineCostModel m(s, unit_hw(5.0, 2.0), l);
+  const std::vector<ChunkWork> base = {{0, 8}, {250, 1}, {9, 1}};
+  const auto price = m.pricer(base);
+  for (ChunkWork extra : {ChunkWork{0, 1}, ChunkWork{120, 64}, ChunkWork{1000, 3}}) {
+    std::vector<ChunkWork> all = base;
+    all.push_back(extra);
+    EXPECT_DOUBLE_EQ(price(extra), m.step_time_s(all));
+  }
+  // The generic CostModel fallback does the same by copying.
+  const ConstantCostModel c(0.5);
+  EXPECT_EQ(c.pricer({})(ChunkWork{0, 4}), 0.5);
+}
+
+}  // namespace
+}  // namespace longctx
