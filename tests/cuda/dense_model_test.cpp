@@ -233,6 +233,35 @@ TEST_P(CudaDenseGoldenTest, GreedyDecodeMatchesTransformersOnShortPrompts) {
   }
 }
 
+// Batch-1 decode (every GEMM a single row: the skinny_linear path), eager and replayed.
+TEST_P(CudaDenseGoldenTest, BatchOneGreedyDecodeMatchesTransformers) {
+  Fixture f = load_fixture(GetParam());
+  auto gpu = CudaDenseModel::create(f.cfg, f.weights, test_options());
+  ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+  for (const Golden& g : load_goldens(GetParam())) {
+    if (g.ids.size() > 33) continue;
+    for (bool graphs : {false, true}) {
+      Sequences seqs{16};
+      const int s = seqs.add();
+      ForwardBatch b;
+      seqs.schedule(b, s, g.ids, {static_cast<int64_t>(g.ids.size()) - 1});
+      std::vector<int32_t> out;
+      auto t = (*gpu)->forward_greedy(b, graphs);
+      ASSERT_TRUE(t.is_ok()) << t.status().to_string();
+      out.push_back((*t)[0]);
+      while (out.size() < g.greedy.size()) {
+        ForwardBatch step;
+        seqs.schedule(step, s, {out.back()}, {0});
+        auto u = (*gpu)->forward_greedy(step, graphs);
+        ASSERT_TRUE(u.is_ok()) << u.status().to_string();
+        out.push_back((*u)[0]);
+      }
+      EXPECT_EQ(out, g.greedy) << "prompt of " << g.ids.size() << (graphs ? ", graphs" : ", eager");
+    }
+  }
+  EXPECT_GT((*gpu)->num_graphs(), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaDenseGoldenTest,
                          ::testing::Values("llama_gqa", "qwen2_bias_tied", "qwen3_qknorm"));
 
