@@ -6,8 +6,9 @@
 #      `longctx bench profile --model DIR` measured on this machine just before,
 # and the per-class median and p90 TTFT and TBT are compared (bench/fidelity_compare.py).
 #
-#   bash bench/fidelity.sh MODEL_DIR [N] [WORKLOAD]
-# Env: LONGCTX (the binary, default build/src/longctx), OMP_NUM_THREADS (default 1: on
+#   bash bench/fidelity.sh MODEL_DIR [N] [WORKLOAD] [LONG_THRESHOLD]
+# Env: PROFILE_ARGS (extra `bench profile` flags, e.g. "--quick --repeats 2" for a slow
+# model), LONGCTX (the binary, default build/src/longctx), OMP_NUM_THREADS (default 1: on
 # shared cores a second OpenMP thread mostly waits at barriers), OUT (results folder,
 # default bench/results/fidelity_<model>_<time>).
 set -euo pipefail
@@ -21,10 +22,12 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 name=$(basename "$model")
 out=${OUT:-bench/results/fidelity_${name}_$(date -u +%Y%m%d_%H%M%S)}
 mkdir -p "$out"
-threshold=2048
+threshold=${4:-2048}
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/load.txt"
-"$bin" bench profile --out "$out/profile.json" --model "$model" --name "cpu-$name" | tee "$out/profile.txt"
+# shellcheck disable=SC2086
+"$bin" bench profile --out "$out/profile.json" --model "$model" --name "cpu-$name" ${PROFILE_ARGS:-} \
+  | tee "$out/profile.txt"
 # The trace: generated once, then served and simulated.
 "$bin" simulate --workload "$workload" --model "$model" --hardware "$out/profile.json" \
   --kv-cache-tokens 1000000 --save-trace "$out/trace.jsonl" --long-threshold $threshold > /dev/null

@@ -248,7 +248,8 @@ int run_simulate(const SimulateFlags& f) {
       if (!rq) return fail("--requests-json: cannot write " + f.requests_json_file);
     }
     if (!f.json) std::printf("%s\n", format_table(*res, classes).c_str());
-    CdfSeries s_short{v.label + " short", {}, false}, s_long{v.label + " long", {}, true};
+    const int colour = static_cast<int>(&v - variants->data());
+    CdfSeries s_short{v.label + " short", {}, false, colour}, s_long{v.label + " long", {}, true, colour};
     for (const SimRequest& q : res->requests)
       if (!q.rejected && q.first_token_s >= 0)
         (q.prompt_tokens >= f.long_threshold ? s_long : s_short).values.push_back(q.ttft_s());

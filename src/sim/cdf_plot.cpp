@@ -89,7 +89,8 @@ std::string cdf_svg(const std::vector<CdfSeries>& series, const CdfPlotOptions& 
 
   for (size_t i = 0; i < series.size(); ++i) {
     const CdfSeries& s = series[i];
-    const char* colour = kColours[i % (sizeof kColours / sizeof kColours[0])];
+    const size_t c = s.colour >= 0 ? static_cast<size_t>(s.colour) : i;
+    const char* colour = kColours[c % (sizeof kColours / sizeof kColours[0])];
     const std::string dash = s.dashed ? " stroke-dasharray=\"6,4\"" : "";
     std::vector<double> v = s.values;
     std::sort(v.begin(), v.end());

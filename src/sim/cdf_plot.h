@@ -12,6 +12,7 @@ struct CdfSeries {
   std::string label;
   std::vector<double> values;  // samples; non-positive values are clamped to the axis minimum
   bool dashed = false;
+  int colour = -1;  // palette index (e.g. one per policy, short and long alike); -1: the series' index
 };
 
 struct CdfPlotOptions {

@@ -75,3 +75,16 @@ TEST(CdfSvg, EmptyPlotIsStillWellFormed) {
 
 }  // namespace
 }  // namespace longctx
+
+namespace longctx {
+namespace {
+
+TEST(CdfSvg, SeriesCanShareAColour) {
+  const std::string svg =
+      cdf_svg({{"a short", {1.0}, false, 2}, {"a long", {2.0}, true, 2}, {"b", {3.0}, false, -1}}, {});
+  // Two curves and two legend lines in palette colour 2; "b" takes its own index (2) too.
+  EXPECT_EQ(count(svg, "stroke=\"#009E73\""), 6u);
+}
+
+}  // namespace
+}  // namespace longctx
