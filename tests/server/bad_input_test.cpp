@@ -95,6 +95,9 @@ TEST(ServerBadInput, EachGetsAClear4xxAndTheServerStaysUp) {
                       {{"messages", {{{"role", "user"}, {"content", "x"}}}}, {"tools", 7}}, kKey),
                400, "tools not a list");
   expect_error(s.post("/tokenize", {{"prompt", 5}}, kKey), 400, "tokenize: prompt not a string");
+  expect_error(s.post("/tokenize", {{"prompt", "hi"}, {"return_token_strs", "yes"}}, kKey), 400,
+               "tokenize: return_token_strs not a boolean");
+  expect_error(s.post("/detokenize", {{"tokens", "1 2"}}, kKey), 400, "detokenize: tokens not a list");
   expect_error(s.post("/detokenize", {{"tokens", {1, 999999999}}}, kKey), 400,
                "detokenize: out of the vocabulary");
   expect_error(s.get("/v1/no-such-route", kKey), 404, "unknown route");
