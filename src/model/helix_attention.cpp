@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "ops/cpu/attention.h"
+#include "model/partial_attention_exchange.h"
 
 namespace longctx {
 
@@ -35,13 +35,8 @@ Tensor helix_exchange(const ParallelLayout& layout, int kvp_rank, const float* o
   const int64_t share = first(kvp_rank + 1) - first(kvp_rank), rows = t * share;
   Tensor out = Tensor::empty({t, share, d}, DType::kF32);
   Tensor out_lse = Tensor::empty({rows}, DType::kF32);
-  std::memcpy(out.data<float>(), recv.data<float>(), static_cast<size_t>(rows * d) * sizeof(float));
-  std::memcpy(out_lse.data<float>(), recv.data<float>() + o_part, static_cast<size_t>(rows) * sizeof(float));
-  for (int j = 1; j < members; ++j) {
-    const float* src = recv.data<float>() + j * chunk;
-    cpu::merge_attention_states(out.data<float>(), out_lse.data<float>(), src, src + o_part,
-                                out.data<float>(), out_lse.data<float>(), rows, d);
-  }
+  merge_partial_states(recv.data<float>(), members, chunk, o_part, rows, d, out.data<float>(),
+                       out_lse.data<float>());
   return out;
 }
 

@@ -12,69 +12,107 @@
 #include "ops/cpu/rope.h"
 
 namespace longctx {
+namespace {
+
+void copy_floats(float* dst, const float* src, int64_t n) {
+  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+}
+
+// y[m, n] = x[m, k] · w[n, k]ᵀ for a raw fp32 matrix (one head's slice of W_uk or W_uv).
+void linear_f32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, float* y) {
+  cpu::LinearParams p;
+  p.x = x;
+  p.w = w;
+  p.y = y;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  cpu::linear(p);
+}
+
+}  // namespace
+
+void mla_queries_and_latents(const ModelConfig& cfg, const DenseLayerWeights& lw, const double* inv_freq,
+                             const float* normed, int64_t t, const int32_t* positions, int64_t h, float* q,
+                             float* kv) {
+  const int64_t nope = cfg.qk_nope_head_dim, rope = cfg.qk_rope_head_dim, lora = cfg.kv_lora_rank;
+  const int64_t qk = nope + rope, lat = lora + rope;
+  const float eps = static_cast<float>(cfg.rms_norm_eps);
+  if (cfg.q_lora_rank > 0) {
+    std::vector<float> qa(static_cast<size_t>(t * cfg.q_lora_rank));
+    weight_linear(normed, t, lw.q_a, qa.data());
+    cpu::rms_norm(qa.data(), lw.q_a_norm.data<float>(), qa.data(), t, cfg.q_lora_rank, eps);
+    weight_linear(qa.data(), t, lw.q_b, q);
+  } else {
+    weight_linear(normed, t, lw.q_proj, q);
+  }
+  weight_linear(normed, t, lw.kv_a, kv);
+  for (int64_t i = 0; i < t; ++i)
+    cpu::rms_norm(kv + i * lat, lw.kv_a_norm.data<float>(), kv + i * lat, 1, lora, eps);
+
+  cpu::RopeParams rp;
+  rp.num_tokens = t;
+  rp.rotary_dim = rope;
+  rp.positions = positions;
+  rp.inv_freq = inv_freq;
+  rp.style = cfg.rope_interleave ? cpu::RopeStyle::kInterleaved : cpu::RopeStyle::kRotateHalf;
+  rp.x = q + nope;  // the rope part of each [nope | rope] head
+  rp.num_heads = h;
+  rp.head_dim = qk;
+  rp.token_stride = h * qk;
+  cpu::apply_rope(rp);
+  rp.x = kv + lora;
+  rp.num_heads = 1;
+  rp.head_dim = lat;
+  rp.token_stride = lat;
+  cpu::apply_rope(rp);
+}
+
+void mla_absorb_queries(const ModelConfig& cfg, const DenseLayerWeights& lw, const float* q, int64_t t,
+                        int64_t h, float* qabs) {
+  const int64_t nope = cfg.qk_nope_head_dim, rope = cfg.qk_rope_head_dim, lora = cfg.kv_lora_rank;
+  const int64_t qk = nope + rope, lat = lora + rope;
+  std::vector<float> nope_in(static_cast<size_t>(t * nope)), absorbed(static_cast<size_t>(t * lora));
+  for (int64_t hh = 0; hh < h; ++hh) {
+    for (int64_t i = 0; i < t; ++i) copy_floats(nope_in.data() + i * nope, q + (i * h + hh) * qk, nope);
+    // [t, nope] · (W_uk[h]ᵀ as [lora, nope])ᵀ
+    linear_f32(nope_in.data(), t, lw.k_up_t.data<float>() + hh * lora * nope, lora, nope, absorbed.data());
+    for (int64_t i = 0; i < t; ++i) {
+      float* dst = qabs + (i * h + hh) * lat;
+      copy_floats(dst, absorbed.data() + i * lora, lora);
+      copy_floats(dst + lora, q + (i * h + hh) * qk + nope, rope);
+    }
+  }
+}
+
+void mla_value_heads(const ModelConfig& cfg, const DenseLayerWeights& lw, const float* latent_out, int64_t t,
+                     int64_t h, int64_t first_head, float* heads) {
+  const int64_t lora = cfg.kv_lora_rank, lat = lora + cfg.qk_rope_head_dim, vd = cfg.v_head_dim;
+  std::vector<float> lat_in(static_cast<size_t>(t * lora)), vout(static_cast<size_t>(t * vd));
+  for (int64_t j = 0; j < h; ++j) {
+    for (int64_t i = 0; i < t; ++i)
+      copy_floats(lat_in.data() + i * lora, latent_out + (i * h + j) * lat, lora);
+    linear_f32(lat_in.data(), t, lw.v_up.data<float>() + (first_head + j) * vd * lora, vd, lora, vout.data());
+    for (int64_t i = 0; i < t; ++i) copy_floats(heads + (i * h + j) * vd, vout.data() + i * vd, vd);
+  }
+}
+
 void mla_attention_forward(const ModelConfig& cfg, const DenseLayerWeights& lw, const double* inv_freq,
                            const float* normed, const ForwardBatch& batch, PagedKVCache& cache, int64_t layer,
                            float* residual) {
   const int64_t t = batch.num_tokens(), h = cfg.num_heads, nope = cfg.qk_nope_head_dim;
   const int64_t rope = cfg.qk_rope_head_dim, lora = cfg.kv_lora_rank, vd = cfg.v_head_dim, qk = nope + rope;
   const int64_t lat = lora + rope;  // the cached latent per token
-  const float eps = static_cast<float>(cfg.rms_norm_eps);
-  const cpu::RopeStyle style = cfg.rope_interleave ? cpu::RopeStyle::kInterleaved : cpu::RopeStyle::kRotateHalf;
 
-  // Queries [t, H, nope + rope].
-  std::vector<float> q(static_cast<size_t>(t * h * qk));
-  if (cfg.q_lora_rank > 0) {
-    std::vector<float> qa(static_cast<size_t>(t * cfg.q_lora_rank));
-    weight_linear(normed, t, lw.q_a, qa.data());
-    cpu::rms_norm(qa.data(), lw.q_a_norm.data<float>(), qa.data(), t, cfg.q_lora_rank, eps);
-    weight_linear(qa.data(), t, lw.q_b, q.data());
-  } else {
-    weight_linear(normed, t, lw.q_proj, q.data());
-  }
-  // Latents [t, kv_lora + rope]: normed compressed kv, then the roped shared key part.
-  std::vector<float> kv(static_cast<size_t>(t * lat));
-  weight_linear(normed, t, lw.kv_a, kv.data());
-  for (int64_t i = 0; i < t; ++i) cpu::rms_norm(kv.data() + i * lat, lw.kv_a_norm.data<float>(), kv.data() + i * lat, 1, lora, eps);
-
-  cpu::RopeParams rp;
-  rp.num_tokens = t;
-  rp.rotary_dim = rope;
-  rp.positions = batch.positions.data();
-  rp.inv_freq = inv_freq;
-  rp.style = style;
-  rp.x = q.data() + nope;  // the rope part of each [nope | rope] head
-  rp.num_heads = h;
-  rp.head_dim = qk;
-  rp.token_stride = h * qk;
-  cpu::apply_rope(rp);
-  rp.x = kv.data() + lora;
-  rp.num_heads = 1;
-  rp.head_dim = lat;
-  rp.token_stride = lat;
-  cpu::apply_rope(rp);
+  // Queries [t, H, nope + rope] and latents [t, kv_lora + rope].
+  std::vector<float> q(static_cast<size_t>(t * h * qk)), kv(static_cast<size_t>(t * lat));
+  mla_queries_and_latents(cfg, lw, inv_freq, normed, t, batch.positions.data(), h, q.data(), kv.data());
 
   cpu::write_kv_cache(kv.data(), kv.data(), t, lat, lat, batch.slots.data(), cache.k(layer), cache.k(layer));
 
-  // Absorbed queries [t, H, kv_lora + rope]: q_nope[h] · W_uk[h], then q_pe as is.
+  // Absorbed queries [t, H, kv_lora + rope].
   std::vector<float> qa(static_cast<size_t>(t * h * lat));
-  std::vector<float> nope_in(static_cast<size_t>(t * nope)), absorbed(static_cast<size_t>(t * lora));
-  for (int64_t hh = 0; hh < h; ++hh) {
-    for (int64_t i = 0; i < t; ++i)
-      std::memcpy(nope_in.data() + i * nope, q.data() + (i * h + hh) * qk, static_cast<size_t>(nope) * sizeof(float));
-    cpu::LinearParams p;  // [t, nope] · (W_uk[h]ᵀ as [lora, nope])ᵀ
-    p.x = nope_in.data();
-    p.w = lw.k_up_t.data<float>() + hh * lora * nope;
-    p.y = absorbed.data();
-    p.m = t;
-    p.n = lora;
-    p.k = nope;
-    cpu::linear(p);
-    for (int64_t i = 0; i < t; ++i) {
-      float* dst = qa.data() + (i * h + hh) * lat;
-      std::memcpy(dst, absorbed.data() + i * lora, static_cast<size_t>(lora) * sizeof(float));
-      std::memcpy(dst + lora, q.data() + (i * h + hh) * qk + nope, static_cast<size_t>(rope) * sizeof(float));
-    }
-  }
+  mla_absorb_queries(cfg, lw, q.data(), t, h, qa.data());
 
   std::vector<float> attn(static_cast<size_t>(t * h * lat));
   // V is the same latent as K (the cache aliases them); only its first kv_lora dims are used.
@@ -88,22 +126,8 @@ void mla_attention_forward(const ModelConfig& cfg, const DenseLayerWeights& lw, 
   cpu::paged_attention(ap);
 
   // out[h] = latent_out[h] · W_uv[h]ᵀ, heads side by side, then o_proj into the residual.
-  std::vector<float> lat_in(static_cast<size_t>(t * lora)), vout(static_cast<size_t>(t * vd));
   std::vector<float> heads(static_cast<size_t>(t * h * vd));
-  for (int64_t hh = 0; hh < h; ++hh) {
-    for (int64_t i = 0; i < t; ++i)
-      std::memcpy(lat_in.data() + i * lora, attn.data() + (i * h + hh) * lat, static_cast<size_t>(lora) * sizeof(float));
-    cpu::LinearParams p;
-    p.x = lat_in.data();
-    p.w = lw.v_up.data<float>() + hh * vd * lora;
-    p.y = vout.data();
-    p.m = t;
-    p.n = vd;
-    p.k = lora;
-    cpu::linear(p);
-    for (int64_t i = 0; i < t; ++i)
-      std::memcpy(heads.data() + (i * h + hh) * vd, vout.data() + i * vd, static_cast<size_t>(vd) * sizeof(float));
-  }
+  mla_value_heads(cfg, lw, attn.data(), t, h, 0, heads.data());
   cpu::LinearParams o;
   o.x = heads.data();
   o.w = lw.o_proj.raw();

@@ -22,4 +22,23 @@ void mla_attention_forward(const ModelConfig& cfg, const DenseLayerWeights& lw, 
                            const float* normed, const ForwardBatch& batch, PagedKVCache& cache, int64_t layer,
                            float* residual);
 
+// The per-token steps of the absorbed form, shared by the single-rank forward and the
+// sharded one (sharded_mla_attention.h) for `h` query heads: all of them, or a TP rank's
+// share, whose rows/slices of q_b (q_proj), k_up_t and v_up `lw` holds.
+
+// q [t, h, nope + rope] (q LoRA or q_proj) and the latents kv [t, kv_lora + rope]
+// (normed compressed kv, then k_pe), the rope parts of both roped at `positions`.
+void mla_queries_and_latents(const ModelConfig& cfg, const DenseLayerWeights& lw, const double* inv_freq,
+                             const float* normed, int64_t t, const int32_t* positions, int64_t h, float* q,
+                             float* kv);
+
+// Absorbed queries qabs [t, h, kv_lora + rope]: q_nope[h] · W_uk[h], then q_pe as is.
+void mla_absorb_queries(const ModelConfig& cfg, const DenseLayerWeights& lw, const float* q, int64_t t,
+                        int64_t h, float* qabs);
+
+// heads [t, h, v_head_dim]: the first kv_lora dims of the attention output over the
+// latents, latent_out [t, h, kv_lora + rope], times W_uv[first_head + j]ᵀ for head j.
+void mla_value_heads(const ModelConfig& cfg, const DenseLayerWeights& lw, const float* latent_out, int64_t t,
+                     int64_t h, int64_t first_head, float* heads);
+
 }  // namespace longctx

@@ -1,14 +1,14 @@
 #include "model/sharded_dense_model.h"
 
-#include "model/helix_attention.h"
-#include "model/sharded_mla_attention.h"
-#include "model/sharded_moe_mlp.h"
-#include "model/weight_linear.h"
-
 #include <algorithm>
 #include <cstring>
 #include <string>
 
+#include "model/helix_attention.h"
+#include "model/partial_attention_exchange.h"
+#include "model/sharded_mla_attention.h"
+#include "model/sharded_moe_mlp.h"
+#include "model/weight_linear.h"
 #include "ops/cpu/activation.h"
 #include "ops/cpu/attention.h"
 #include "ops/cpu/embedding.h"
@@ -315,17 +315,8 @@ void ShardedDenseModel::attention_block(int64_t layer, const float* normed, cons
   int64_t qa_stride = qkv_width;
   Tensor gathered;
   if (dcp > 1) {
-    Tensor mine = Tensor::empty({t, q_width}, DType::kF32);
-    for (int64_t i = 0; i < t; ++i)
-      std::memcpy(mine.data<float>() + i * q_width, q + i * qkv_width,
-                  static_cast<size_t>(q_width) * sizeof(float));
-    Tensor all = Tensor::empty({dcp, t, q_width}, DType::kF32);
-    comms.dcp->all_gather(mine.data<float>(), t * q_width, all.data<float>());
     gathered = Tensor::empty({t, nh, d}, DType::kF32);
-    for (int j = 0; j < dcp; ++j)
-      for (int64_t i = 0; i < t; ++i)
-        std::memcpy(gathered.data<float>() + (i * nh + j * hq) * d, all.data<float>() + (j * t + i) * q_width,
-                    static_cast<size_t>(q_width) * sizeof(float));
+    dcp_gather_queries(*comms.dcp, q, qkv_width, t, hq, d, gathered.data<float>());
     qa = gathered.data<float>();
     qa_stride = nh * d;
   }
@@ -349,29 +340,10 @@ void ShardedDenseModel::attention_block(int64_t layer, const float* normed, cons
   const int64_t rows = t * hq;
   Tensor mo, ml;
   if (dcp > 1) {
-    // All-to-all: member j receives every member's partial state of j's heads.
-    const int64_t chunk = rows * d + rows;
-    Tensor send = Tensor::empty({dcp, chunk}, DType::kF32);
-    Tensor recv = Tensor::empty({dcp, chunk}, DType::kF32);
-    for (int j = 0; j < dcp; ++j) {
-      float* dst = send.data<float>() + j * chunk;
-      for (int64_t i = 0; i < t; ++i) {
-        std::memcpy(dst + i * q_width, o.data<float>() + (i * nh + j * hq) * d,
-                    static_cast<size_t>(q_width) * sizeof(float));
-        std::memcpy(dst + rows * d + i * hq, lse.data<float>() + i * nh + j * hq,
-                    static_cast<size_t>(hq) * sizeof(float));
-      }
-    }
-    comms.dcp->all_to_all(send.data<float>(), chunk, recv.data<float>());
     mo = Tensor::empty({rows, d}, DType::kF32);
     ml = Tensor::empty({rows}, DType::kF32);
-    std::memcpy(mo.data<float>(), recv.data<float>(), static_cast<size_t>(rows * d) * sizeof(float));
-    std::memcpy(ml.data<float>(), recv.data<float>() + rows * d, static_cast<size_t>(rows) * sizeof(float));
-    for (int j = 1; j < dcp; ++j) {
-      const float* src = recv.data<float>() + j * chunk;
-      cpu::merge_attention_states(mo.data<float>(), ml.data<float>(), src, src + rows * d, mo.data<float>(),
-                                  ml.data<float>(), rows, d);
-    }
+    dcp_exchange_partial_states(*comms.dcp, o.data<float>(), lse.data<float>(), t, hq, d, mo.data<float>(),
+                                ml.data<float>());
   } else {
     mo = o;
     ml = lse;
@@ -386,21 +358,7 @@ void ShardedDenseModel::attention_block(int64_t layer, const float* normed, cons
   } else if (kvp > 1) {
     // KVP: every group holds these heads for another shard of the tokens; gather the
     // partial states and merge them in group order (the same result on every member).
-    const int64_t chunk = rows * d + rows;
-    Tensor mine = Tensor::empty({chunk}, DType::kF32);
-    std::memcpy(mine.data<float>(), mo.data<float>(), static_cast<size_t>(rows * d) * sizeof(float));
-    std::memcpy(mine.data<float>() + rows * d, ml.data<float>(), static_cast<size_t>(rows) * sizeof(float));
-    Tensor all = Tensor::empty({kvp, chunk}, DType::kF32);
-    comms.kvp->all_gather(mine.data<float>(), chunk, all.data<float>());
-    mo = Tensor::empty({rows, d}, DType::kF32);
-    ml = Tensor::empty({rows}, DType::kF32);
-    std::memcpy(mo.data<float>(), all.data<float>(), static_cast<size_t>(rows * d) * sizeof(float));
-    std::memcpy(ml.data<float>(), all.data<float>() + rows * d, static_cast<size_t>(rows) * sizeof(float));
-    for (int g = 1; g < kvp; ++g) {
-      const float* src = all.data<float>() + g * chunk;
-      cpu::merge_attention_states(mo.data<float>(), ml.data<float>(), src, src + rows * d, mo.data<float>(),
-                                  ml.data<float>(), rows, d);
-    }
+    kvp_merge_partial_states(*comms.kvp, mo.data<float>(), ml.data<float>(), rows, d);
   }
 
   if (t > 0) weight_linear(mo.data<float>(), t, lw.o_proj, out, Tensor());

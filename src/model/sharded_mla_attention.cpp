@@ -6,43 +6,14 @@
 #include <string>
 
 #include "model/helix_attention.h"
+#include "model/mla_attention.h"
+#include "model/partial_attention_exchange.h"
 #include "model/weight_linear.h"
 #include "ops/cpu/attention.h"
-#include "ops/cpu/linear.h"
-#include "ops/cpu/norm.h"
 #include "ops/cpu/paged_attention.h"
-#include "ops/cpu/rope.h"
 
 namespace longctx {
 namespace {
-
-void copy_floats(float* dst, const float* src, int64_t n) {
-  std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-}
-
-// y[m, n] = x[m, k] · w[n, k]ᵀ for a raw fp32 matrix (one head's slice of W_uk or W_uv).
-void linear_f32(const float* x, int64_t m, const float* w, int64_t n, int64_t k, float* y) {
-  cpu::LinearParams p;
-  p.x = x;
-  p.w = w;
-  p.y = y;
-  p.m = m;
-  p.n = n;
-  p.k = k;
-  cpu::linear(p);
-}
-
-// Merges `count` partial states laid out [count][rows·d outputs | rows LSEs] in member
-// order into mo [rows, d] / ml [rows] (the same order on every rank: reproducible).
-void merge_members(const float* all, int count, int64_t rows, int64_t d, float* mo, float* ml) {
-  const int64_t chunk = rows * d + rows;
-  copy_floats(mo, all, rows * d);
-  copy_floats(ml, all + rows * d, rows);
-  for (int j = 1; j < count; ++j) {
-    const float* src = all + j * chunk;
-    cpu::merge_attention_states(mo, ml, src, src + rows * d, mo, ml, rows, d);
-  }
-}
 
 // Latents of one sequence held somewhere: [n, lat] and their positions.
 struct LatentBlock {
@@ -173,39 +144,10 @@ void sharded_mla_attention_forward(const ModelConfig& cfg, const ParallelLayout&
   const int64_t t = static_cast<int64_t>(positions.size()), hl = layout.num_local_q_heads();
   const int64_t nope = cfg.qk_nope_head_dim, rope = cfg.qk_rope_head_dim, lora = cfg.kv_lora_rank;
   const int64_t vd = cfg.v_head_dim, qk = nope + rope, lat = lora + rope;
-  const float eps = static_cast<float>(cfg.rms_norm_eps);
 
   // This rank's heads' queries [t, hl, nope + rope] and every token's latent [t, lat].
   std::vector<float> q(static_cast<size_t>(t * hl * qk)), kv(static_cast<size_t>(t * lat));
-  if (t > 0) {
-    if (cfg.q_lora_rank > 0) {
-      std::vector<float> qa(static_cast<size_t>(t * cfg.q_lora_rank));
-      weight_linear(normed, t, lw.q_a, qa.data());
-      cpu::rms_norm(qa.data(), lw.q_a_norm.data<float>(), qa.data(), t, cfg.q_lora_rank, eps);
-      weight_linear(qa.data(), t, lw.q_b, q.data());
-    } else {
-      weight_linear(normed, t, lw.q_proj, q.data());
-    }
-    weight_linear(normed, t, lw.kv_a, kv.data());
-    for (int64_t i = 0; i < t; ++i)
-      cpu::rms_norm(kv.data() + i * lat, lw.kv_a_norm.data<float>(), kv.data() + i * lat, 1, lora, eps);
-    cpu::RopeParams rp;
-    rp.num_tokens = t;
-    rp.rotary_dim = rope;
-    rp.positions = positions.data();
-    rp.inv_freq = inv_freq;
-    rp.style = cfg.rope_interleave ? cpu::RopeStyle::kInterleaved : cpu::RopeStyle::kRotateHalf;
-    rp.x = q.data() + nope;
-    rp.num_heads = hl;
-    rp.head_dim = qk;
-    rp.token_stride = hl * qk;
-    cpu::apply_rope(rp);
-    rp.x = kv.data() + lora;
-    rp.num_heads = 1;
-    rp.head_dim = lat;
-    rp.token_stride = lat;
-    cpu::apply_rope(rp);
-  }
+  if (t > 0) mla_queries_and_latents(cfg, lw, inv_freq, normed, t, positions.data(), hl, q.data(), kv.data());
   // Every rank computed every new latent; each keeps those placed on it (slot −1 otherwise).
   for (const MlaSequence& s : seqs) {
     float* cache = s.kv->cache().k(layer);
@@ -215,18 +157,7 @@ void sharded_mla_attention_forward(const ModelConfig& cfg, const ParallelLayout&
 
   // Absorbed queries [t, hl, lat]: q_nope[h] · W_uk[h], then the roped q_pe.
   std::vector<float> qabs(static_cast<size_t>(t * hl * lat));
-  {
-    std::vector<float> in(static_cast<size_t>(t * nope)), res(static_cast<size_t>(t * lora));
-    for (int64_t h = 0; h < hl && t > 0; ++h) {
-      for (int64_t i = 0; i < t; ++i) copy_floats(in.data() + i * nope, q.data() + (i * hl + h) * qk, nope);
-      linear_f32(in.data(), t, lw.k_up_t.data<float>() + h * lora * nope, lora, nope, res.data());
-      for (int64_t i = 0; i < t; ++i) {
-        float* dst = qabs.data() + (i * hl + h) * lat;
-        copy_floats(dst, res.data() + i * lora, lora);
-        copy_floats(dst + lora, q.data() + (i * hl + h) * qk + nope, rope);
-      }
-    }
-  }
+  if (t > 0) mla_absorb_queries(cfg, lw, q.data(), t, hl, qabs.data());
 
   // DCP: the group's ranks hold different latent tokens and different heads; each
   // attends with all the group's absorbed queries over its own latents.
@@ -235,12 +166,8 @@ void sharded_mla_attention_forward(const ModelConfig& cfg, const ParallelLayout&
   std::vector<float> qall;
   const float* qa = qabs.data();
   if (dcp > 1) {
-    std::vector<float> all(static_cast<size_t>(dcp * t * hl * lat));
-    comms.dcp->all_gather(qabs.data(), t * hl * lat, all.data());
     qall.resize(static_cast<size_t>(t * nh * lat));
-    for (int j = 0; j < dcp; ++j)
-      for (int64_t i = 0; i < t; ++i)
-        copy_floats(qall.data() + (i * nh + j * hl) * lat, all.data() + (j * t + i) * hl * lat, hl * lat);
+    dcp_gather_queries(*comms.dcp, qabs.data(), hl * lat, t, hl, lat, qall.data());
     qa = qall.data();
   }
 
@@ -258,20 +185,10 @@ void sharded_mla_attention_forward(const ModelConfig& cfg, const ParallelLayout&
     ring_exchange(*comms.cp, layer, lat, qa, nh, scale, seqs, t, o.data(), lse.data());
 
   // Merged states of this rank's own heads [t · hl] rows of lat.
-  const int64_t rows = t * hl, chunk = rows * lat + rows;
+  const int64_t rows = t * hl;
   std::vector<float> mo(static_cast<size_t>(rows * lat)), ml(static_cast<size_t>(rows));
   if (dcp > 1) {
-    // All-to-all: member j receives every member's partial state of j's heads.
-    std::vector<float> send(static_cast<size_t>(dcp * chunk)), recv(send.size());
-    for (int j = 0; j < dcp; ++j) {
-      float* dst = send.data() + j * chunk;
-      for (int64_t i = 0; i < t; ++i) {
-        copy_floats(dst + i * hl * lat, o.data() + (i * nh + j * hl) * lat, hl * lat);
-        copy_floats(dst + rows * lat + i * hl, lse.data() + i * nh + j * hl, hl);
-      }
-    }
-    comms.dcp->all_to_all(send.data(), chunk, recv.data());
-    merge_members(recv.data(), dcp, rows, lat, mo.data(), ml.data());
+    dcp_exchange_partial_states(*comms.dcp, o.data(), lse.data(), t, hl, lat, mo.data(), ml.data());
   } else {
     mo = std::move(o);
     ml = std::move(lse);
@@ -292,11 +209,7 @@ void sharded_mla_attention_forward(const ModelConfig& cfg, const ParallelLayout&
     }
   } else if (kvp > 1) {
     // KVP: the other groups attended over other shards of the tokens with the same heads.
-    std::vector<float> mine(static_cast<size_t>(chunk)), all(static_cast<size_t>(kvp * chunk));
-    copy_floats(mine.data(), mo.data(), rows * lat);
-    copy_floats(mine.data() + rows * lat, ml.data(), rows);
-    comms.kvp->all_gather(mine.data(), chunk, all.data());
-    merge_members(all.data(), kvp, rows, lat, mo.data(), ml.data());
+    kvp_merge_partial_states(*comms.kvp, mo.data(), ml.data(), rows, lat);
   }
 
   // out = o_proj(heads), heads[h] = latent output's first kv_lora dims · W_uv[h]ᵀ.
@@ -305,14 +218,8 @@ void sharded_mla_attention_forward(const ModelConfig& cfg, const ParallelLayout&
     std::fill(out, out + t * cfg.hidden_size, 0.0f);
     return;
   }
-  std::vector<float> in(static_cast<size_t>(t * lora)), res(static_cast<size_t>(t * vd));
   std::vector<float> heads(static_cast<size_t>(t * h_count * vd));
-  for (int64_t j = 0; j < h_count; ++j) {
-    for (int64_t i = 0; i < t; ++i) copy_floats(in.data() + i * lora, merged + (i * h_count + j) * lat, lora);
-    linear_f32(in.data(), t, lw.v_up.data<float>() + (h_first + j) * vd * lora, vd, lora, res.data());
-    for (int64_t i = 0; i < t; ++i)
-      copy_floats(heads.data() + (i * h_count + j) * vd, res.data() + i * vd, vd);
-  }
+  mla_value_heads(cfg, lw, merged, t, h_count, h_first, heads.data());
   weight_linear(heads.data(), t, lw.o_proj, out);
 }
 
