@@ -18,39 +18,29 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
-#include <random>
-#include <sstream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "model/config.h"
 #include "model/dense_weights.h"
 #include "model/moe_mlp.h"
-#include "model/presets.h"
 #include "model/weight_linear.h"
+#include "moe_common.h"
 #include "ops/cpu/activation.h"
 
 namespace {
 
+using namespace longctx::bench;
 using Clock = std::chrono::steady_clock;
 using longctx::DType;
 using longctx::Tensor;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
-
 // Process CPU time: on a loaded shared machine a descheduled thread stops this clock but
 // not the wall clock. Run single-threaded (run_moe.sh sets OMP/OPENBLAS_NUM_THREADS=1) it
 // is the time one core spends on the work.
-double cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
+double cpu_seconds() { return clock_seconds(CLOCK_PROCESS_CPUTIME_ID); }
 
 struct Timing {
   double cpu_s = 0, wall_s = 0;  // medians per call
@@ -82,23 +72,6 @@ std::pair<Timing, Timing> time_pair(int repeats, A&& a, B&& b) {
   return {{median(ca), median(wa)}, {median(cb), median(wb)}};
 }
 
-Tensor random_tensor(const longctx::Shape& shape, DType dtype, uint64_t seed, float scale) {
-  Tensor f = Tensor::empty(shape, DType::kF32);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  for (int64_t i = 0; i < f.numel(); ++i) f.data<float>()[i] = u(rng);
-  return dtype == DType::kF32 ? f : f.to(dtype);
-}
-
-longctx::Result<longctx::ModelConfig> load_config(const std::string& spec) {
-  const auto slash = spec.find('/');
-  if (slash != std::string::npos && spec.find('/', slash + 1) == std::string::npos) {
-    auto p = longctx::find_model_preset(spec.substr(0, slash), spec.substr(slash + 1));
-    if (p.is_ok()) return longctx::parse_model_config(p->config, "preset " + spec);
-  }
-  return longctx::load_model_config(spec);
-}
-
 int usage() {
   std::fprintf(
       stderr,
@@ -110,59 +83,26 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_spec, dtype_name = "f32", tokens_list = "1,16,256,2048";
-  int repeats = 3;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (i + 1 >= argc) return usage();
-    if (a == "--config")
-      config_spec = argv[++i];
-    else if (a == "--dtype")
-      dtype_name = argv[++i];
-    else if (a == "--tokens")
-      tokens_list = argv[++i];
-    else if (a == "--repeats")
-      repeats = std::stoi(argv[++i]);
-    else
-      return usage();
-  }
+  std::string config_spec, dtype_name = "f32", tokens_list = "1,16,256,2048", repeats_arg = "3";
+  if (!parse_flags(argc, argv,
+                   {{"--config", &config_spec},
+                    {"--dtype", &dtype_name},
+                    {"--tokens", &tokens_list},
+                    {"--repeats", &repeats_arg}}))
+    return usage();
+  const int repeats = std::stoi(repeats_arg);
   if (config_spec.empty() || repeats < 1) return usage();
-  const DType dtype = dtype_name == "bf16" ? DType::kBF16 : DType::kF32;
-  if (dtype_name != "bf16" && dtype_name != "f32") {
-    std::fprintf(stderr, "--dtype %s: expected f32 or bf16\n", dtype_name.c_str());
-    return 2;
-  }
-  auto cfg_or = load_config(config_spec);
-  if (!cfg_or.is_ok()) {
-    std::fprintf(stderr, "--config %s: %s\n", config_spec.c_str(), cfg_or.status().message().c_str());
-    return 2;
-  }
-  const longctx::ModelConfig cfg = *cfg_or;
-  if (!cfg.is_moe()) {
-    std::fprintf(stderr, "--config %s: not a mixture-of-experts model\n", config_spec.c_str());
-    return 2;
-  }
-  std::vector<int64_t> token_counts;
-  std::stringstream ss(tokens_list);
-  for (std::string t; std::getline(ss, t, ',');) token_counts.push_back(std::stoll(t));
+  const std::optional<DType> weights = weight_dtype(dtype_name);
+  if (!weights) return 2;
+  const DType dtype = *weights;
+  const std::optional<longctx::ModelConfig> moe_cfg = moe_config(config_spec);
+  if (!moe_cfg) return 2;
+  const longctx::ModelConfig& cfg = *moe_cfg;
+  const std::vector<int64_t> token_counts = parse_list(tokens_list);
 
   const int64_t h = cfg.hidden_size, mi = cfg.moe_intermediate_size, e_count = cfg.num_experts;
   const int64_t k = cfg.num_experts_per_tok;
-  // One routed layer: router (f32, as the loader keeps it), experts in `dtype`; DeepSeek's
-  // correction bias and shared experts when the config has them.
-  longctx::DenseLayerWeights lw;
-  lw.router = random_tensor({e_count, h}, DType::kF32, 1, 0.5f);
-  for (int64_t e = 0; e < e_count; ++e)
-    lw.experts.push_back({random_tensor({2 * mi, h}, dtype, 100 + 2 * static_cast<uint64_t>(e), 0.05f),
-                          random_tensor({h, mi}, dtype, 101 + 2 * static_cast<uint64_t>(e), 0.05f)});
-  if (cfg.arch == longctx::Architecture::kDeepseekV3) {
-    lw.router_bias = random_tensor({e_count}, DType::kF32, 2, 0.01f);
-    if (cfg.n_shared_experts > 0) {
-      const int64_t si = mi * cfg.n_shared_experts;
-      lw.shared_expert = {random_tensor({2 * si, h}, dtype, 3, 0.05f),
-                          random_tensor({h, si}, dtype, 4, 0.05f)};
-    }
-  }
+  const longctx::DenseLayerWeights lw = random_moe_layer(cfg, dtype);
   // The floor: one dense MLP of width top_k × moe_intermediate (+ the shared experts).
   const int64_t dense_inter =
       k * mi + (cfg.arch == longctx::Architecture::kDeepseekV3 ? cfg.n_shared_experts * mi : 0);

@@ -21,58 +21,25 @@
 #include <cstdlib>
 #include <ctime>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <sstream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "model/config.h"
 #include "model/dense_weights.h"
-#include "model/presets.h"
 #include "model/sharded_moe_mlp.h"
+#include "moe_common.h"
 #include "parallel/host_communicator.h"
 #include "parallel/parallel_layout.h"
 #include "parallel/rank_communicators.h"
 
 namespace {
 
+using namespace longctx::bench;
 using longctx::DType;
 using longctx::Tensor;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
-
-double thread_cpu_seconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
-}
-
-Tensor random_tensor(const longctx::Shape& shape, DType dtype, uint64_t seed, float scale) {
-  Tensor f = Tensor::empty(shape, DType::kF32);
-  std::mt19937_64 rng(seed);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  for (int64_t i = 0; i < f.numel(); ++i) f.data<float>()[i] = u(rng);
-  return dtype == DType::kF32 ? f : f.to(dtype);
-}
-
-longctx::Result<longctx::ModelConfig> load_config(const std::string& spec) {
-  const auto slash = spec.find('/');
-  if (slash != std::string::npos && spec.find('/', slash + 1) == std::string::npos) {
-    auto p = longctx::find_model_preset(spec.substr(0, slash), spec.substr(slash + 1));
-    if (p.is_ok()) return longctx::parse_model_config(p->config, "preset " + spec);
-  }
-  return longctx::load_model_config(spec);
-}
-
-std::vector<int64_t> parse_list(const std::string& s) {
-  std::vector<int64_t> out;
-  std::stringstream ss(s);
-  for (std::string t; std::getline(ss, t, ',');) out.push_back(std::stoll(t));
-  return out;
-}
+double thread_cpu_seconds() { return clock_seconds(CLOCK_THREAD_CPUTIME_ID); }
 
 struct LayoutTiming {
   double critical_s = 0, total_s = 0, wall_s = 0;
@@ -142,55 +109,24 @@ int usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string config_spec, dtype_name = "f32", tokens_list = "16,256,2048", ranks_list = "2,4";
-  int repeats = 5;
-  for (int i = 1; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (i + 1 >= argc) return usage();
-    if (a == "--config")
-      config_spec = argv[++i];
-    else if (a == "--dtype")
-      dtype_name = argv[++i];
-    else if (a == "--tokens")
-      tokens_list = argv[++i];
-    else if (a == "--ranks")
-      ranks_list = argv[++i];
-    else if (a == "--repeats")
-      repeats = std::stoi(argv[++i]);
-    else
-      return usage();
-  }
+  std::string config_spec, dtype_name = "f32", tokens_list = "16,256,2048", ranks_list = "2,4",
+                           repeats_arg = "5";
+  if (!parse_flags(argc, argv,
+                   {{"--config", &config_spec},
+                    {"--dtype", &dtype_name},
+                    {"--tokens", &tokens_list},
+                    {"--ranks", &ranks_list},
+                    {"--repeats", &repeats_arg}}))
+    return usage();
+  const int repeats = std::stoi(repeats_arg);
   if (config_spec.empty() || repeats < 1) return usage();
-  if (dtype_name != "bf16" && dtype_name != "f32") {
-    std::fprintf(stderr, "--dtype %s: expected f32 or bf16\n", dtype_name.c_str());
-    return 2;
-  }
-  const DType dtype = dtype_name == "bf16" ? DType::kBF16 : DType::kF32;
-  auto cfg_or = load_config(config_spec);
-  if (!cfg_or.is_ok()) {
-    std::fprintf(stderr, "--config %s: %s\n", config_spec.c_str(), cfg_or.status().message().c_str());
-    return 2;
-  }
-  const longctx::ModelConfig cfg = *cfg_or;
-  if (!cfg.is_moe()) {
-    std::fprintf(stderr, "--config %s: not a mixture-of-experts model\n", config_spec.c_str());
-    return 2;
-  }
+  const std::optional<DType> weights = weight_dtype(dtype_name);
+  if (!weights) return 2;
+  const std::optional<longctx::ModelConfig> moe_cfg = moe_config(config_spec);
+  if (!moe_cfg) return 2;
+  const longctx::ModelConfig& cfg = *moe_cfg;
   const int64_t h = cfg.hidden_size, mi = cfg.moe_intermediate_size, e_count = cfg.num_experts;
-  // One routed layer with seeded random weights (router included: near-balanced routing).
-  longctx::DenseLayerWeights full;
-  full.router = random_tensor({e_count, h}, DType::kF32, 1, 0.5f);
-  for (int64_t e = 0; e < e_count; ++e)
-    full.experts.push_back({random_tensor({2 * mi, h}, dtype, 100 + 2 * static_cast<uint64_t>(e), 0.05f),
-                            random_tensor({h, mi}, dtype, 101 + 2 * static_cast<uint64_t>(e), 0.05f)});
-  if (cfg.arch == longctx::Architecture::kDeepseekV3) {
-    full.router_bias = random_tensor({e_count}, DType::kF32, 2, 0.01f);
-    if (cfg.n_shared_experts > 0) {
-      const int64_t si = mi * cfg.n_shared_experts;
-      full.shared_expert = {random_tensor({2 * si, h}, dtype, 3, 0.05f),
-                            random_tensor({h, si}, dtype, 4, 0.05f)};
-    }
-  }
+  const longctx::DenseLayerWeights full = random_moe_layer(cfg, *weights);
 
   for (int64_t t : parse_list(tokens_list)) {
     const Tensor x = random_tensor({t, h}, DType::kF32, 7 + static_cast<uint64_t>(t), 1.0f);

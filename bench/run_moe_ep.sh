@@ -8,28 +8,19 @@
 # binary and set BENCH=path, RESULTS_MD and RESULTS_DIR (e.g. under $OUT) and COMMIT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${BUILD:-build}
-RESULTS_MD=${RESULTS_MD:-bench/RESULTS.md}
-RESULTS_DIR=${RESULTS_DIR:-bench/results}
-if [ -z "${BENCH:-}" ]; then
-  [ -f "$BUILD/build.ninja" ] || [ -f "$BUILD/Makefile" ] || bash scripts/build.sh
-  cmake --build "$BUILD" --target longctx_bench_moe_ep -j "$(nproc)"
-fi
-bench=${BENCH:-$BUILD/bench/longctx_bench_moe_ep}
-mkdir -p "$RESULTS_DIR"
-cores=$(nproc)  # before OMP_NUM_THREADS is set: nproc honours it
+BENCH_TARGET=longctx_bench_moe_ep
+source bench/moe_common.sh
 # Each rank runs one OpenMP/OpenBLAS thread and is timed by its thread CPU time (the bench).
-stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-commit=${COMMIT:-$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bench || echo "+dirty")}
-cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 json=$RESULTS_DIR/moe_ep_layer_$(date -u +%Y%m%d_%H%M%S).json
 : > "$json"
 "$bench" --config tests/data/hf/qwen3_moe --dtype f32 --tokens 256,2048 --ranks 2,4,8 --repeats 9 | tee -a "$json"
 "$bench" --config qwen3_moe/30b-a3b --dtype bf16 --tokens 16,256,2048 --ranks 2,4,8 --repeats 3 | tee -a "$json"
 python3 - "$json" "$stamp" "$commit" "$cpu" "$cores" "${OPENBLAS_CORETYPE:-unset}" >> "$RESULTS_MD" <<'PY'
-import json, sys
+import sys
+sys.path.insert(0, "bench")
+from moe_results import layer, load_rows
 path, stamp, commit, cpu, cores, coretype = sys.argv[1:]
-rows = [json.loads(l) for l in open(path)]
+rows = load_rows(path)
 print(f"\n## MoE layer over ranks on CPU (TP-split experts vs EP) — {stamp}\n")
 print(f"Machine: {cpu}, {cores} cores. Ranks are threads of one process (HostCommunicator),")
 print("one OpenMP/OpenBLAS thread each (RunOptions::threads_per_rank = 1); each rank is timed by")
@@ -42,10 +33,8 @@ print("(near-balanced routing); bench/moe_ep_bench.cpp, model/sharded_moe_mlp.cp
 print("| layer | weights | tokens | ranks | split | single ms | critical ms | total ms | speedup | tok/s (critical) |")
 print("|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
-    name = "qwen3_moe fixture" if "tests/data" in r["config"] else "Qwen3-30B-A3B"
-    shape = f"{name} (h {r['hidden']}, {r['experts']} experts, top-{r['top_k']}, inter {r['moe_intermediate']})"
     split = "EP" if r["split"] == "ep" else "TP-split"
-    print(f"| {shape} | {r['weights']} | {r['tokens']} | {r['ranks']} | {split} | {r['single_ms']:.2f} | "
+    print(f"| {layer(r)} | {r['weights']} | {r['tokens']} | {r['ranks']} | {split} | {r['single_ms']:.2f} | "
           f"{r['critical_ms']:.2f} | {r['total_ms']:.2f} | {r['speedup']:.2f} | {r['tok_s']:.1f} |")
 PY
 echo "results: $RESULTS_MD, $json"
