@@ -9,7 +9,7 @@
 #   LONGCTX_LOAD_INPUT_LEN  prompt tokens (64)      LONGCTX_LOAD_OUTPUT_LEN  generated (32)
 #   LONGCTX_LOAD_JSON       also write bench serve's --result-json here
 #   LONGCTX_LOAD_KV_BYTES   the server's --kv-cache-memory (8 MiB: 8192 tokens of the tiny model)
-#   LONGCTX_LOAD_WARMUP_SECONDS  the same load before the measured run (10)
+#   LONGCTX_LOAD_WARMUP_REQUESTS requests of the same load before the measured run (150)
 #   LONGCTX_LOAD_MMAP_THRESHOLD  the server's glibc mmap threshold in bytes (1048576; 0: glibc's default)
 #
 # Why a small KV pool: the pool is allocated once but its pages become resident only as
@@ -29,8 +29,9 @@
 # what the server holds, which is what a leak would raise. The windows are compared by
 # their minimum, what stays resident between steps (a step's buffers add ~30 MiB while
 # it runs, so a mean depends on how many samples fell inside steps: +-4% run to run); a
-# leak raises the minimum as much as any statistic. A short warm-up keeps the start-up
-# from the first window.
+# leak raises the minimum as much as any statistic. The warm-up (150 requests × 6
+# blocks, against a pool of 512 blocks) writes every block of the pool once, whatever the
+# machine's speed, and keeps the start-up out of the first window.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="$(realpath "${1:-build/src/longctx}")"
@@ -39,7 +40,7 @@ clients="${LONGCTX_LOAD_CLIENTS:-50}"
 input_len="${LONGCTX_LOAD_INPUT_LEN:-64}"
 output_len="${LONGCTX_LOAD_OUTPUT_LEN:-32}"
 kv_bytes="${LONGCTX_LOAD_KV_BYTES:-8388608}"
-warmup="${LONGCTX_LOAD_WARMUP_SECONDS:-10}"
+warmup="${LONGCTX_LOAD_WARMUP_REQUESTS:-150}"
 mmap_threshold="${LONGCTX_LOAD_MMAP_THRESHOLD:-1048576}"
 window=$((seconds / 3))  # the first and last thirds: 20 s of a 60 s run
 
@@ -71,11 +72,11 @@ curl -sf "http://127.0.0.1:$port/health" >/dev/null || { echo "load_test: the se
 metric() { curl -sf "http://127.0.0.1:$port/metrics" | awk -v m="$1" 'index($0, m "{") == 1 && !v { v = $NF } END { print v }'; }
 idle_kv="$(metric vllm:kv_cache_usage_perc)"
 
-bench_args=(--base-url "http://127.0.0.1:$port" --num-prompts 500 --request-rate inf --max-concurrency "$clients"
+bench_args=(--base-url "http://127.0.0.1:$port" --request-rate inf --max-concurrency "$clients"
   --input-len "$input_len" --output-len "$output_len" --vocab-size 151643)
 if [ "$warmup" -gt 0 ]; then
-  echo "== warm-up: the same load for ${warmup} s (not measured)"
-  "$bin" bench serve "${bench_args[@]}" --duration "$warmup" --seed 2 >/dev/null ||
+  echo "== warm-up: $warmup requests of the same load (not measured)"
+  "$bin" bench serve "${bench_args[@]}" --num-prompts "$warmup" --seed 2 >/dev/null ||
     { echo "FAIL: requests failed during the warm-up"; exit 1; }
 fi
 
@@ -93,7 +94,7 @@ sampler_pid=$!
 bench_status=0
 json_args=()
 [ -n "${LONGCTX_LOAD_JSON:-}" ] && json_args=(--result-json "$LONGCTX_LOAD_JSON")
-"$bin" bench serve "${bench_args[@]}" --duration "$seconds" --seed 1 "${json_args[@]}" || bench_status=$?
+"$bin" bench serve "${bench_args[@]}" --num-prompts 500 --duration "$seconds" --seed 1 "${json_args[@]}" || bench_status=$?
 kill "$sampler_pid" 2>/dev/null || true
 wait "$sampler_pid" 2>/dev/null || true
 sampler_pid=""
@@ -108,7 +109,7 @@ for _ in $(seq 1 100); do
 done
 
 fail=0
-echo "== load test: $clients clients, ${seconds} s (after ${warmup} s of warm-up), prompts $input_len tokens, outputs $output_len tokens, KV pool $kv_bytes bytes, mmap threshold $mmap_threshold"
+echo "== load test: $clients clients, ${seconds} s (after $warmup warm-up requests), prompts $input_len tokens, outputs $output_len tokens, KV pool $kv_bytes bytes, mmap threshold $mmap_threshold"
 if [ "$bench_status" -ne 0 ]; then echo "FAIL: bench serve reported failed requests (exit $bench_status)"; fail=1; fi
 echo "KV cache usage: idle $idle_kv, after the run $after_kv"
 if [ "$after_kv" != "$idle_kv" ]; then echo "FAIL: KV usage did not return to idle"; fail=1; fi
