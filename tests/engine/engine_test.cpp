@@ -1,74 +1,24 @@
 // The engine against the transformers fixtures: many requests at once, chunked prefill,
 // preemption and prefix caching must not change a single greedy token.
-#include "engine/llm_engine.h"
-
 #include <gtest/gtest.h>
 
 #include <map>
 #include <random>
 
+#include "engine/llm_engine.h"
 #include "model/generation.h"
 #include "model/safetensors.h"
-#include "support/fixtures.h"
+#include "support/engine_harness.h"
 
 namespace longctx {
 namespace {
 
-const std::string kHf = std::string(LONGCTX_TEST_DATA_DIR) + "/hf/";
-
-using testing_support::Golden;
-using testing_support::load_goldens;
-
-GenerationRequest greedy_request(std::vector<int32_t> prompt, int64_t max_tokens) {
-  GenerationRequest r;
-  r.prompt_token_ids = std::move(prompt);
-  r.max_tokens = max_tokens;
-  r.sampling.temperature = 0;
-  r.ignore_eos = true;  // the fixtures' greedy outputs run to their length
-  return r;
-}
-
-// Runs every request to completion; returns the generated ids per request id.
-std::map<RequestId, std::vector<int32_t>> run_all(LLMEngine& e, std::map<RequestId, std::string>* reasons = nullptr) {
-  std::map<RequestId, std::vector<int32_t>> out;
-  for (int steps = 0; e.has_unfinished() && steps < 100000; ++steps) {
-    for (const RequestOutput& o : e.step()) {
-      auto& v = out[o.request_id];
-      v.insert(v.end(), o.new_token_ids.begin(), o.new_token_ids.end());
-      if (o.finished && reasons) (*reasons)[o.request_id] = o.finish_reason;
-    }
-  }
-  EXPECT_FALSE(e.has_unfinished());
-  return out;
-}
-
-struct Workload {
-  std::vector<GenerationRequest> requests;
-  std::vector<std::vector<int32_t>> expected;  // golden greedy, or empty: compare with the request run alone
-};
-
-// The four golden prompts plus 28 random ones of lengths 1..2100.
-Workload mixed_workload(const std::string& model) {
-  Workload w;
-  for (const Golden& g : load_goldens(model)) {
-    w.requests.push_back(greedy_request(g.ids, static_cast<int64_t>(g.greedy.size())));
-    w.expected.push_back(g.greedy);
-  }
-  std::mt19937 rng(7);
-  for (int i = 0; i < 28; ++i) {
-    const int64_t len = i == 0 ? 1 : 1 + static_cast<int64_t>(rng() % 2100);
-    std::vector<int32_t> p(static_cast<size_t>(len));
-    for (auto& t : p) t = static_cast<int32_t>(3 + rng() % 500);
-    w.requests.push_back(greedy_request(p, 1 + static_cast<int64_t>(rng() % 12)));
-    w.expected.push_back({});
-  }
-  return w;
-}
+using namespace testing_support;
 
 class EngineGoldenTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    auto m = DenseModel::load(kHf + GetParam());
+    auto m = DenseModel::load(hf_dir(GetParam()));
     ASSERT_TRUE(m.is_ok()) << m.status().to_string();
     model_ = std::make_unique<DenseModel>(std::move(*m));
   }
@@ -79,18 +29,16 @@ class EngineGoldenTest : public ::testing::TestWithParam<std::string> {
     return generate(*model_, r.prompt_token_ids, o).value().token_ids;
   }
   void check_workload(EngineConfig cfg, bool expect_preemption) {
-    Workload w = mixed_workload(GetParam());
+    // The four golden prompts plus 28 random ones of lengths 1..2100.
+    Workload w = mixed_workload(GetParam(), {.count = 28, .max_len = 2100, .max_tokens = 12, .seed = 7});
     auto e = LLMEngine::create(*model_, nullptr, cfg);
     ASSERT_TRUE(e.is_ok()) << e.status().to_string();
-    std::vector<RequestId> ids;
-    for (const auto& r : w.requests) {
-      auto id = (*e)->add_request(r);
-      ASSERT_TRUE(id.is_ok()) << id.status().to_string();
-      ids.push_back(*id);
-    }
+    auto added = add_requests(**e, w.requests);
+    ASSERT_TRUE(added.is_ok()) << added.status().to_string();
+    const std::vector<RequestId>& ids = *added;
     auto got = run_all(**e);
     for (size_t i = 0; i < ids.size(); ++i) {
-      const auto& want = w.expected[i].empty() ? alone(w.requests[i]) : w.expected[i];
+      const auto& want = w.golden[i].empty() ? alone(w.requests[i]) : w.golden[i];
       EXPECT_EQ(got[ids[i]], want) << GetParam() << " request " << i << " (prompt of "
                                    << w.requests[i].prompt_token_ids.size() << " tokens)";
     }
@@ -99,7 +47,8 @@ class EngineGoldenTest : public ::testing::TestWithParam<std::string> {
       EXPECT_GT(m.num_preemptions, 0);
     }
     EXPECT_EQ(m.requests_finished, static_cast<int64_t>(ids.size()));
-    EXPECT_EQ((*e)->kv_manager().num_free_blocks(), (*e)->num_kv_blocks() - 1);  // all returned (block 0 is null)
+    EXPECT_EQ((*e)->kv_manager().num_free_blocks(),
+              (*e)->num_kv_blocks() - 1);  // all returned (block 0 is null)
   }
   std::unique_ptr<DenseModel> model_;
 };
@@ -139,12 +88,13 @@ TEST_P(EnginePolicyTest, SlackPoliciesWithAdaptiveChunksChangeNoToken) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, EnginePolicyTest, ::testing::Values("llama_gqa"));
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, EngineGoldenTest, ::testing::Values("llama_gqa", "qwen2_bias_tied", "qwen3_qknorm"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, EngineGoldenTest,
+                         ::testing::Values("llama_gqa", "qwen2_bias_tied", "qwen3_qknorm"));
 
 class EngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    auto m = DenseModel::load(kHf + "qwen3_qknorm");
+    auto m = DenseModel::load(hf_dir("qwen3_qknorm"));
     ASSERT_TRUE(m.is_ok()) << m.status().to_string();
     model_ = std::make_unique<DenseModel>(std::move(*m));
     EngineConfig cfg;

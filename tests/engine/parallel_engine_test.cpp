@@ -10,71 +10,33 @@
 #include <memory>
 #include <optional>
 #include <ostream>
-#include <random>
 #include <stdexcept>
 #include <string>
 
 #include "engine/llm_engine.h"
-#include "support/fixtures.h"
+#include "support/engine_harness.h"
 
 namespace longctx {
 namespace {
 
-using testing_support::Golden;
-using testing_support::hf_dir;
-using testing_support::load_goldens;
+using namespace testing_support;
 
-GenerationRequest greedy_request(std::vector<int32_t> prompt, int64_t max_tokens) {
-  GenerationRequest r;
-  r.prompt_token_ids = std::move(prompt);
-  r.max_tokens = max_tokens;
-  r.sampling.temperature = 0;
-  r.ignore_eos = true;  // the fixtures' greedy outputs run to their length
-  return r;
+// Every request ended by length, except `aborted`.
+void expect_ended_by_length(const std::map<RequestId, std::string>& reasons, RequestId aborted = -1) {
+  for (const auto& [id, reason] : reasons)
+    EXPECT_EQ(reason, id == aborted ? "abort" : "length") << "request " << id;
 }
 
-// Steps until every request finished (or `max_steps` steps), adding the new tokens to
-// `out`; every request must end by length except `aborted`.
-void run_steps(LLMEngine& e, std::map<RequestId, std::vector<int32_t>>& out, int max_steps = 100000,
-               RequestId aborted = -1) {
-  for (int steps = 0; e.has_unfinished() && steps < max_steps; ++steps)
-    for (const RequestOutput& o : e.step()) {
-      auto& v = out[o.request_id];
-      v.insert(v.end(), o.new_token_ids.begin(), o.new_token_ids.end());
-      if (o.finished) {
-        EXPECT_EQ(o.finish_reason, o.request_id == aborted ? "abort" : "length") << "request " << o.request_id;
-      }
-    }
-}
-
-std::map<RequestId, std::vector<int32_t>> run_all(LLMEngine& e) {
-  std::map<RequestId, std::vector<int32_t>> out;
-  run_steps(e, out);
-  EXPECT_FALSE(e.has_unfinished());
+std::map<RequestId, std::vector<int32_t>> run_all_by_length(LLMEngine& e) {
+  std::map<RequestId, std::string> reasons;
+  auto out = run_all(e, &reasons);
+  expect_ended_by_length(reasons);
   return out;
 }
 
-struct Workload {
-  std::vector<GenerationRequest> requests;
-  std::vector<std::vector<int32_t>> golden;  // transformers' tokens, or empty
-};
-
 // The four golden prompts (5, 33, 300, 2100 tokens) and six random ones up to 1500.
-Workload mixed_workload(const std::string& name = "llama_gqa") {
-  Workload w;
-  for (const Golden& g : load_goldens(name)) {
-    w.requests.push_back(greedy_request(g.ids, static_cast<int64_t>(g.greedy.size())));
-    w.golden.push_back(g.greedy);
-  }
-  std::mt19937 rng(11);
-  for (int i = 0; i < 6; ++i) {
-    const int64_t len = i == 0 ? 1 : 1 + static_cast<int64_t>(rng() % 1500);
-    std::vector<int32_t> p(static_cast<size_t>(len));
-    for (auto& t : p) t = static_cast<int32_t>(3 + rng() % 500);
-    w.requests.push_back(greedy_request(p, 1 + static_cast<int64_t>(rng() % 10)));
-    w.golden.push_back({});
-  }
-  return w;
+Workload parallel_workload(const std::string& name = "llama_gqa") {
+  return mixed_workload(name, {.count = 6, .max_len = 1500, .max_tokens = 10, .seed = 11});
 }
 
 const DenseModel& model(const std::string& name = "llama_gqa") {
@@ -98,11 +60,10 @@ const std::vector<std::vector<int32_t>>& single_rank_tokens(const std::string& n
   static std::map<std::string, std::vector<std::vector<int32_t>>> cache;
   auto it = cache.find(name);
   if (it != cache.end()) return it->second;
-  Workload w = mixed_workload(name);
+  Workload w = parallel_workload(name);
   auto e = LLMEngine::create(model(name), nullptr, base_config()).value();
-  std::vector<RequestId> ids;
-  for (const auto& r : w.requests) ids.push_back(e->add_request(r).value());
-  auto got = run_all(*e);
+  const std::vector<RequestId> ids = add_requests(*e, w.requests).value();
+  auto got = run_all_by_length(*e);
   std::vector<std::vector<int32_t>> out;
   for (RequestId id : ids) out.push_back(got[id]);
   return cache[name] = std::move(out);
@@ -117,7 +78,8 @@ struct LayoutCase {
 
 std::ostream& operator<<(std::ostream& os, const LayoutCase& c) { return os << c.name; }
 
-LayoutCase layout(std::string name, int tp, int dcp, int cp, int kvp, int pp, int64_t shard = 0, int64_t spp = 0) {
+LayoutCase layout(std::string name, int tp, int dcp, int cp, int kvp, int pp, int64_t shard = 0,
+                  int64_t spp = 0) {
   LayoutCase c;
   c.name = std::move(name);
   c.pc.tp = tp;
@@ -145,18 +107,17 @@ class ParallelEngineTest : public ::testing::TestWithParam<LayoutCase> {
 };
 
 TEST_P(ParallelEngineTest, ConcurrentMixedRequestsMatchTransformersAndOneRank) {
-  Workload w = mixed_workload();
+  Workload w = parallel_workload();
   const auto& reference = single_rank_tokens();
   auto e = LLMEngine::create(model(), nullptr, config());
   ASSERT_TRUE(e.is_ok()) << e.status().to_string();
   ASSERT_NE((*e)->parallel_runner(), nullptr);
-  std::vector<RequestId> ids;
-  for (const auto& r : w.requests) ids.push_back((*e)->add_request(r).value());
-  auto got = run_all(**e);
+  const std::vector<RequestId> ids = add_requests(**e, w.requests).value();
+  auto got = run_all_by_length(**e);
   for (size_t i = 0; i < ids.size(); ++i) {
     if (!w.golden[i].empty()) {
-      EXPECT_EQ(got[ids[i]], w.golden[i]) << "golden prompt " << i << " of "
-                                           << w.requests[i].prompt_token_ids.size() << " tokens";
+      EXPECT_EQ(got[ids[i]], w.golden[i])
+          << "golden prompt " << i << " of " << w.requests[i].prompt_token_ids.size() << " tokens";
     }
     EXPECT_EQ(got[ids[i]], reference[i]) << "request " << i << " of " << w.requests[i].prompt_token_ids.size()
                                          << " tokens vs the single-rank engine";
@@ -175,7 +136,8 @@ TEST_P(ParallelEngineTest, EachRankHoldsItsShareOfALongRequest) {
   const int64_t p = static_cast<int64_t>(g.ids.size());
   ASSERT_EQ(p, 2100);
   EngineConfig cfg = config();
-  if (cfg.parallel.kvp > 1) cfg.parallel.kvp_shard_tokens = (p / cfg.parallel.kvp + 15) / 16 * 16;  // even shards
+  if (cfg.parallel.kvp > 1)
+    cfg.parallel.kvp_shard_tokens = (p / cfg.parallel.kvp + 15) / 16 * 16;  // even shards
   auto e = LLMEngine::create(model(), nullptr, cfg).value();
   const RequestId id = e->add_request(greedy_request(g.ids, 4)).value();
   std::vector<int32_t> first;
@@ -186,27 +148,30 @@ TEST_P(ParallelEngineTest, EachRankHoldsItsShareOfALongRequest) {
   ASSERT_EQ(blocks.size(), static_cast<size_t>(e->layout().world_size()));
   const double single = static_cast<double>((p + 15) / 16);
   for (size_t r = 0; r < blocks.size(); ++r)
-    EXPECT_NEAR(static_cast<double>(blocks[r]), single / static_cast<double>(token_share()), 1.0) << "rank " << r;
+    EXPECT_NEAR(static_cast<double>(blocks[r]), single / static_cast<double>(token_share()), 1.0)
+        << "rank " << r;
   // The metrics report the same per-rank counts.
   e->step();
   const auto m = e->metrics().snapshot();
   ASSERT_EQ(m.kv_blocks_per_rank.size(), blocks.size());
-  for (size_t r = 0; r < blocks.size(); ++r) EXPECT_NEAR(double(m.kv_blocks_per_rank[r]), double(blocks[r]), 1.0);
+  for (size_t r = 0; r < blocks.size(); ++r)
+    EXPECT_NEAR(double(m.kv_blocks_per_rank[r]), double(blocks[r]), 1.0);
 }
 
 TEST_P(ParallelEngineTest, AbortFreesEveryRanksCache) {
-  Workload w = mixed_workload();
+  Workload w = parallel_workload();
   auto e = LLMEngine::create(model(), nullptr, config()).value();
-  std::vector<RequestId> ids;
-  for (const auto& r : w.requests) ids.push_back(e->add_request(r).value());
+  const std::vector<RequestId> ids = add_requests(*e, w.requests).value();
   const RequestId victim = ids[3];  // the 2100-token prompt, mid-prefill after 3 steps of 512 tokens
   std::map<RequestId, std::vector<int32_t>> got;
-  run_steps(*e, got, 3, victim);
+  std::map<RequestId, std::string> reasons;
+  run_steps(*e, got, 3, &reasons);
   ParallelModelRunner& runner = *e->parallel_runner();
   ASSERT_FALSE(runner.request_blocks_per_rank(victim).empty());
   e->abort(victim);
   EXPECT_TRUE(runner.request_blocks_per_rank(victim).empty());
-  run_steps(*e, got, 100000, victim);
+  run_steps(*e, got, 100000, &reasons);
+  expect_ended_by_length(reasons, victim);
   EXPECT_FALSE(e->has_unfinished());
   EXPECT_EQ(runner.num_sequences(), 0);
   for (int64_t b : runner.blocks_per_rank()) EXPECT_EQ(b, 0);
@@ -214,13 +179,15 @@ TEST_P(ParallelEngineTest, AbortFreesEveryRanksCache) {
   for (size_t i = 0; i < 3; ++i) EXPECT_EQ(got[ids[i]], w.golden[i]) << "golden prompt " << i;  // undisturbed
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Layouts, ParallelEngineTest,
-    ::testing::Values(layout("tp2", 2, 1, 1, 1, 1), layout("tp4_dcp2", 4, 2, 1, 1, 1), layout("cp2", 1, 1, 2, 1, 1),
-                      layout("kvp2", 1, 1, 1, 2, 1, 256), layout("pp2", 1, 1, 1, 1, 2),
-                      layout("pp2_spp", 1, 1, 1, 1, 2, 0, 128), layout("tp2_cp2", 2, 1, 2, 1, 1),
-                      layout("cp2_kvp2", 1, 1, 2, 2, 1, 512), layout("tp2_pp2_spp", 2, 1, 1, 1, 2, 0, 96)),
-    [](const ::testing::TestParamInfo<LayoutCase>& param) { return param.param.name; });
+INSTANTIATE_TEST_SUITE_P(Layouts, ParallelEngineTest,
+                         ::testing::Values(layout("tp2", 2, 1, 1, 1, 1), layout("tp4_dcp2", 4, 2, 1, 1, 1),
+                                           layout("cp2", 1, 1, 2, 1, 1), layout("kvp2", 1, 1, 1, 2, 1, 256),
+                                           layout("pp2", 1, 1, 1, 1, 2),
+                                           layout("pp2_spp", 1, 1, 1, 1, 2, 0, 128),
+                                           layout("tp2_cp2", 2, 1, 2, 1, 1),
+                                           layout("cp2_kvp2", 1, 1, 2, 2, 1, 512),
+                                           layout("tp2_pp2_spp", 2, 1, 1, 1, 2, 0, 96)),
+                         [](const ::testing::TestParamInfo<LayoutCase>& param) { return param.param.name; });
 
 // A per-rank budget small enough that the long prompts cannot all run at once: the
 // scheduler preempts (and, under KVP, the engine sends back what overflows the first
@@ -228,20 +195,17 @@ INSTANTIATE_TEST_SUITE_P(
 class ParallelPreemptionTest : public ParallelEngineTest {};
 
 TEST_P(ParallelPreemptionTest, TightPerRankBudgetPreemptsWithIdenticalOutput) {
-  Workload w = mixed_workload();
+  Workload w = parallel_workload();
   const auto& reference = single_rank_tokens();
   EngineConfig cfg = config();
   cfg.scheduler.max_num_batched_tokens = 256;
   cfg.num_kv_blocks = 90;  // per rank: one 2100-token request's share and a little more
   auto e = LLMEngine::create(model(), nullptr, cfg);
   ASSERT_TRUE(e.is_ok()) << e.status().to_string();
-  std::vector<RequestId> ids;
-  for (const auto& r : w.requests) {
-    auto id = (*e)->add_request(r);
-    ASSERT_TRUE(id.is_ok()) << id.status().to_string();
-    ids.push_back(*id);
-  }
-  auto got = run_all(**e);
+  auto added = add_requests(**e, w.requests);
+  ASSERT_TRUE(added.is_ok()) << added.status().to_string();
+  const std::vector<RequestId>& ids = *added;
+  auto got = run_all_by_length(**e);
   for (size_t i = 0; i < ids.size(); ++i) EXPECT_EQ(got[ids[i]], reference[i]) << "request " << i;
   const auto m = (*e)->metrics().snapshot();
   EXPECT_GT(m.num_preemptions, 0);
@@ -260,16 +224,15 @@ class ModelLayoutTest : public ::testing::TestWithParam<LayoutCase> {};
 
 TEST_P(ModelLayoutTest, ConcurrentMixedRequestsMatchTransformersAndOneRank) {
   const LayoutCase& c = GetParam();
-  Workload w = mixed_workload(c.model);
+  Workload w = parallel_workload(c.model);
   const auto& reference = single_rank_tokens(c.model);
   EngineConfig cfg = base_config();
   cfg.parallel = c.pc;
   cfg.spp_chunk_tokens = c.spp;
   auto e = LLMEngine::create(model(c.model), nullptr, cfg);
   ASSERT_TRUE(e.is_ok()) << e.status().to_string();
-  std::vector<RequestId> ids;
-  for (const auto& r : w.requests) ids.push_back((*e)->add_request(r).value());
-  auto got = run_all(**e);
+  const std::vector<RequestId> ids = add_requests(**e, w.requests).value();
+  auto got = run_all_by_length(**e);
   for (size_t i = 0; i < ids.size(); ++i) {
     if (!w.golden[i].empty()) {
       EXPECT_EQ(got[ids[i]], w.golden[i]) << "golden prompt " << i;
@@ -309,7 +272,8 @@ TEST(ParallelEngine, ARankFailureAbortsTheStepsRequestsAndTheEngineGoesOn) {
   e->step();
   std::atomic<bool> armed{true};
   e->parallel_runner()->set_observer([&](int rank, int64_t, MicroBatchEvent ev) {
-    if (rank == 2 && ev == MicroBatchEvent::kBegin && armed.exchange(false)) throw std::runtime_error("rank lost");
+    if (rank == 2 && ev == MicroBatchEvent::kBegin && armed.exchange(false))
+      throw std::runtime_error("rank lost");
   });
   std::map<RequestId, std::string> reasons;
   for (const RequestOutput& o : e->step())
@@ -320,7 +284,7 @@ TEST(ParallelEngine, ARankFailureAbortsTheStepsRequestsAndTheEngineGoesOn) {
   EXPECT_EQ(e->metrics().snapshot().requests_aborted, 1);
 
   const RequestId b = e->add_request(greedy_request(goldens[2].ids, 16)).value();
-  auto got = run_all(*e);
+  auto got = run_all_by_length(*e);
   EXPECT_EQ(got[b], goldens[2].greedy);
 }
 
