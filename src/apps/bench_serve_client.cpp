@@ -46,9 +46,12 @@ httplib::Client make_client(const BenchServeConfig& c) {
 Result<std::string> first_model(const BenchServeConfig& c) {
   auto client = make_client(c);
   auto r = client.Get("/v1/models", auth_headers(c));
-  if (!r) return invalid_argument("--base-url " + c.base_url + ": GET /v1/models failed (" + httplib::to_string(r.error()) + ")");
+  if (!r)
+    return invalid_argument("--base-url " + c.base_url + ": GET /v1/models failed (" +
+                            httplib::to_string(r.error()) + ")");
   if (r->status != 200)
-    return invalid_argument("--base-url " + c.base_url + ": GET /v1/models answered " + std::to_string(r->status) + ": " + r->body);
+    return invalid_argument("--base-url " + c.base_url + ": GET /v1/models answered " +
+                            std::to_string(r->status) + ": " + r->body);
   json j = json::parse(r->body, nullptr, false);
   if (j.is_discarded() || !j.contains("data") || !j["data"].is_array() || j["data"].empty() ||
       !j["data"][0].contains("id") || !j["data"][0]["id"].is_string())
@@ -107,8 +110,10 @@ class StreamTimer {
     int64_t tokens = 0;
     bool content = false;
     for (const json& c : choices) {
-      if (c.contains("token_ids") && c["token_ids"].is_array()) tokens += static_cast<int64_t>(c["token_ids"].size());
-      content = content || tokens > 0 || (c.contains("text") && c["text"].is_string() && !c["text"].get<std::string>().empty());
+      if (c.contains("token_ids") && c["token_ids"].is_array())
+        tokens += static_cast<int64_t>(c["token_ids"].size());
+      content = content || tokens > 0 ||
+                (c.contains("text") && c["text"].is_string() && !c["text"].get<std::string>().empty());
     }
     if (!content) return true;  // e.g. a chunk carrying only finish_reason
     streamed_tokens_ += tokens;
@@ -132,13 +137,10 @@ class StreamTimer {
 void send_one(httplib::Client& client, const BenchServeConfig& c, const std::string& model,
               const BenchRequest& req, Clock::time_point run_start, Clock::time_point deadline,
               RequestRecord& rec) {
-  const json body = {{"model", model},
-                     {"prompt", req.prompt},
-                     {"max_tokens", req.output_tokens},
-                     {"ignore_eos", true},
-                     {"stream", true},
-                     {"stream_options", {{"include_usage", true}}},
-                     {"return_token_ids", true}};
+  const json body = {
+      {"model", model},          {"prompt", req.prompt}, {"max_tokens", req.output_tokens},
+      {"ignore_eos", true},      {"stream", true},       {"stream_options", {{"include_usage", true}}},
+      {"return_token_ids", true}};
   httplib::Request hr;
   hr.method = "POST";
   hr.path = "/v1/completions";
@@ -184,10 +186,14 @@ void send_one(httplib::Client& client, const BenchServeConfig& c, const std::str
 }  // namespace
 
 Result<std::vector<BenchRequest>> make_random_requests(const RandomDatasetSpec& s) {
-  if (s.num_prompts <= 0) return invalid_argument("--num-prompts must be positive, got " + std::to_string(s.num_prompts));
-  if (s.input_len <= 0) return invalid_argument("--input-len must be positive, got " + std::to_string(s.input_len));
-  if (s.output_len <= 0) return invalid_argument("--output-len must be positive, got " + std::to_string(s.output_len));
-  if (s.vocab_size <= 0) return invalid_argument("--vocab-size must be positive, got " + std::to_string(s.vocab_size));
+  if (s.num_prompts <= 0)
+    return invalid_argument("--num-prompts must be positive, got " + std::to_string(s.num_prompts));
+  if (s.input_len <= 0)
+    return invalid_argument("--input-len must be positive, got " + std::to_string(s.input_len));
+  if (s.output_len <= 0)
+    return invalid_argument("--output-len must be positive, got " + std::to_string(s.output_len));
+  if (s.vocab_size <= 0)
+    return invalid_argument("--vocab-size must be positive, got " + std::to_string(s.vocab_size));
   if (s.mix && s.long_factor < 1) return invalid_argument("--mix-long-factor must be at least 1");
   if (s.mix && !(s.long_fraction > 0 && s.long_fraction < 1))
     return invalid_argument("--mix-long-fraction must be in (0, 1)");
@@ -197,12 +203,13 @@ Result<std::vector<BenchRequest>> make_random_requests(const RandomDatasetSpec& 
   if (s.mix) {
     // The long ones at random places among the short, so the short requests queued
     // behind each long prefill show the head-of-line blocking.
-    const auto n_long = std::max<int64_t>(
-        1, std::llround(s.long_fraction * static_cast<double>(s.num_prompts)));
+    const auto n_long =
+        std::max<int64_t>(1, std::llround(s.long_fraction * static_cast<double>(s.num_prompts)));
     std::vector<size_t> order(out.size());
     for (size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::shuffle(order.begin(), order.end(), rng);
-    for (int64_t i = 0; i < std::min<int64_t>(n_long, s.num_prompts); ++i) out[order[static_cast<size_t>(i)]].is_long = true;
+    for (int64_t i = 0; i < std::min<int64_t>(n_long, s.num_prompts); ++i)
+      out[order[static_cast<size_t>(i)]].is_long = true;
   }
   for (BenchRequest& r : out) {
     const int64_t len = r.is_long ? s.input_len * s.long_factor : s.input_len;
@@ -226,7 +233,8 @@ void assign_poisson_arrivals(std::vector<BenchRequest>& requests, double rate_pe
 
 Status BenchServeConfig::validate() const {
   if (base_url.rfind("http://", 0) != 0)
-    return invalid_argument("--base-url must be http://HOST:PORT (https is not built in), got '" + base_url + "'");
+    return invalid_argument("--base-url must be http://HOST:PORT (https is not built in), got '" + base_url +
+                            "'");
   if (max_concurrency < 0) return invalid_argument("--max-concurrency must be >= 0 (0: unlimited)");
   if (!(request_timeout_s > 0)) return invalid_argument("--request-timeout must be positive");
   if (!(max_duration_s > 0)) return invalid_argument("--max-duration must be positive");
@@ -255,10 +263,9 @@ Result<BenchRun> run_bench_serve(const BenchServeConfig& c, const std::vector<Be
   run.max_concurrency = std::max<int64_t>(1, repeat ? cap : std::min(static_cast<int64_t>(n), cap));
   // --duration: the k-th send is request k mod n, in its repeat k / n; a repeat starts
   // one list span plus one mean gap after the previous (0 for --request-rate inf).
-  const double span_s = n > 1 ? requests.back().arrival_s * static_cast<double>(n) / static_cast<double>(n - 1) : 0;
-  auto arrival_of = [&](size_t k) {
-    return requests[k % n].arrival_s + static_cast<double>(k / n) * span_s;
-  };
+  const double span_s =
+      n > 1 ? requests.back().arrival_s * static_cast<double>(n) / static_cast<double>(n - 1) : 0;
+  auto arrival_of = [&](size_t k) { return requests[k % n].arrival_s + static_cast<double>(k / n) * span_s; };
 
   // Requests are taken in arrival order by whichever worker is free: with all workers
   // busy a request waits, which is how --max-concurrency bounds what is in flight.

@@ -92,10 +92,11 @@ int run_bench_serve_command(const BenchServeFlags& f) {
 
   if (f.client.duration_s > 0)
     std::fprintf(stderr, "bench serve: %zu requests repeated for %g s to %s (rate %s)\n", requests->size(),
-                 f.client.duration_s, f.client.base_url.c_str(), trace_arrivals ? "from trace" : f.request_rate.c_str());
-  else
-    std::fprintf(stderr, "bench serve: %zu requests to %s (rate %s)\n", requests->size(), f.client.base_url.c_str(),
+                 f.client.duration_s, f.client.base_url.c_str(),
                  trace_arrivals ? "from trace" : f.request_rate.c_str());
+  else
+    std::fprintf(stderr, "bench serve: %zu requests to %s (rate %s)\n", requests->size(),
+                 f.client.base_url.c_str(), trace_arrivals ? "from trace" : f.request_rate.c_str());
   auto run = run_bench_serve(f.client, *requests);
   if (!run.is_ok()) return fail(run.status().message());
   const BenchSummary summary =
@@ -126,7 +127,8 @@ void add_bench_serve_command(CLI::App& app, CommandRunner& run) {
     bench = app.add_subcommand("bench", "Benchmarks");
     bench->require_subcommand(1);
   }
-  CLI::App* cmd = bench->add_subcommand("serve", "Load-test an OpenAI-compatible server (as `vllm bench serve`)");
+  CLI::App* cmd =
+      bench->add_subcommand("serve", "Load-test an OpenAI-compatible server (as `vllm bench serve`)");
   cmd->add_option("--base-url", f->client.base_url, "Server to test, http://HOST:PORT")->required();
   cmd->add_option("--model", f->client.model, "Model name (default: the first of /v1/models)");
   cmd->add_option("--api-key", f->client.api_key, "Bearer key for the server")->envname("LONGCTX_API_KEY");
@@ -142,7 +144,8 @@ void add_bench_serve_command(CLI::App& app, CommandRunner& run) {
   cmd->add_option("--input-len", f->input_len, "Prompt tokens (random dataset)")->capture_default_str();
   cmd->add_option("--output-len", f->output_len, "Generated tokens per request (ignore_eos)")
       ->capture_default_str();
-  cmd->add_option("--vocab-size", f->vocab_size, "Prompt token ids are drawn from [0, this)")->capture_default_str();
+  cmd->add_option("--vocab-size", f->vocab_size, "Prompt token ids are drawn from [0, this)")
+      ->capture_default_str();
   cmd->add_option("--max-concurrency", f->client.max_concurrency, "Requests in flight at most (0: no limit)")
       ->capture_default_str();
   cmd->add_flag("--mix", f->mix, "A few very long prompts among short ones; short TTFT reported apart");

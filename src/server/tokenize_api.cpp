@@ -9,7 +9,8 @@ using nlohmann::ordered_json;
 Result<ordered_json> tokenize_response(const ordered_json& body, const ParseContext& ctx) {
   if (!body.is_object()) return invalid_argument("the request body must be a JSON object");
   const Tokenizer* tok = ctx.tokenizer;
-  if (!tok) return invalid_argument("tokenize needs a tokenizer (the server runs with --skip-tokenizer-init)");
+  if (!tok)
+    return invalid_argument("tokenize needs a tokenizer (the server runs with --skip-tokenizer-init)");
   std::vector<int32_t> ids;
   if (body.contains("messages")) {
     if (!ctx.chat_template)

@@ -14,6 +14,7 @@ namespace longctx::server {
 // → {"count", "max_model_len", "tokens", "token_strs"?}.
 Result<nlohmann::ordered_json> tokenize_response(const nlohmann::ordered_json& body, const ParseContext& ctx);
 // {"tokens": [ids]} → {"prompt": text}.
-Result<nlohmann::ordered_json> detokenize_response(const nlohmann::ordered_json& body, const ParseContext& ctx);
+Result<nlohmann::ordered_json> detokenize_response(const nlohmann::ordered_json& body,
+                                                   const ParseContext& ctx);
 
 }  // namespace longctx::server

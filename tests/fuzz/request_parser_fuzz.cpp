@@ -44,8 +44,7 @@ const Models& models() {
     auto tok = Tokenizer::load(dir);
     auto tmpl = ChatTemplate::load(dir);
     if (!tok.is_ok() || !tmpl.is_ok())
-      fail("setup", "cannot load the Qwen3 tokenizer from " + dir +
-                        " (run scripts/fetch_tokenizers.sh): " +
+      fail("setup", "cannot load the Qwen3 tokenizer from " + dir + " (run scripts/fetch_tokenizers.sh): " +
                         (tok.is_ok() ? tmpl.status().message() : tok.status().message()));
     auto* out = new Models{std::move(*tok), std::move(*tmpl), {}, {}};
     out->text.tokenizer = &out->tokenizer;
@@ -87,7 +86,8 @@ void check_accepted(const OpenAIRequest& r, const ParseContext& ctx, const char*
     if (static_cast<int64_t>(in.token_ids.size()) + p.max_tokens > ctx.max_model_len)
       fail(path, "prompt + max_tokens over the context length");
     for (int32_t t : in.token_ids)
-      if (t < 0 || t >= ctx.vocab_size) fail(path, "prompt token id outside the vocabulary: " + std::to_string(t));
+      if (t < 0 || t >= ctx.vocab_size)
+        fail(path, "prompt token id outside the vocabulary: " + std::to_string(t));
   }
   // What the engine checks again at submission (llm_engine's validate) either passes or
   // is a 4xx, as the server would answer it.
@@ -139,8 +139,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     parse_generation(*body, *ctx, ApiKind::kChat);
     tokenize_and_back(*body, *ctx);
     auto d = detokenize_response(*body, *ctx);
-    if (!d.is_ok()) check_rejection(d.status(), "/detokenize");
-    else (void)dump_json(*d);
+    if (!d.is_ok())
+      check_rejection(d.status(), "/detokenize");
+    else
+      (void)dump_json(*d);
   }
   return 0;
 }

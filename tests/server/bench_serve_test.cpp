@@ -90,7 +90,8 @@ TEST(BenchServe, PoissonRateWithConcurrencyLimitSucceeds) {
   expect_all_succeeded(*run, server);
   EXPECT_EQ(run->max_concurrency, 4);
   // A request is never sent before its arrival time.
-  for (size_t i = 0; i < requests.size(); ++i) EXPECT_GE(run->records[i].start_s + 1e-3, requests[i].arrival_s);
+  for (size_t i = 0; i < requests.size(); ++i)
+    EXPECT_GE(run->records[i].start_s + 1e-3, requests[i].arrival_s);
 }
 
 TEST(BenchServe, MixReportsShortAndLongTtftApartAndJsonHasVllmFields) {
@@ -111,12 +112,33 @@ TEST(BenchServe, MixReportsShortAndLongTtftApartAndJsonHasVllmFields) {
   EXPECT_EQ(s.total_input_tokens, (kPrompts - 1) * kInputLen + 8 * kInputLen);
 
   const auto j = apps::to_json(s, *run);
-  for (const char* key :
-       {"completed", "failed", "duration", "total_input_tokens", "total_output_tokens", "request_throughput",
-        "input_throughput", "output_throughput", "total_token_throughput", "mean_ttft_ms", "median_ttft_ms",
-        "p99_ttft_ms", "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms", "mean_itl_ms", "median_itl_ms", "p99_itl_ms",
-        "mean_e2el_ms", "mean_short_ttft_ms", "p99_short_ttft_ms", "mean_long_ttft_ms", "input_lens", "output_lens",
-        "ttfts", "itls", "errors"})
+  for (const char* key : {"completed",
+                          "failed",
+                          "duration",
+                          "total_input_tokens",
+                          "total_output_tokens",
+                          "request_throughput",
+                          "input_throughput",
+                          "output_throughput",
+                          "total_token_throughput",
+                          "mean_ttft_ms",
+                          "median_ttft_ms",
+                          "p99_ttft_ms",
+                          "mean_tpot_ms",
+                          "median_tpot_ms",
+                          "p99_tpot_ms",
+                          "mean_itl_ms",
+                          "median_itl_ms",
+                          "p99_itl_ms",
+                          "mean_e2el_ms",
+                          "mean_short_ttft_ms",
+                          "p99_short_ttft_ms",
+                          "mean_long_ttft_ms",
+                          "input_lens",
+                          "output_lens",
+                          "ttfts",
+                          "itls",
+                          "errors"})
     EXPECT_TRUE(j.contains(key)) << key;
   EXPECT_EQ(j["request_rate"], "inf");
   EXPECT_EQ(j["total_output_tokens"], kPrompts * kOutputLen);

@@ -25,7 +25,8 @@ TEST(ServerDisconnect, NonStreamingClientsThatLeaveAreAbortedAtOnce) {
   ASSERT_GE(idle, 0);
   const double aborted_before = server.metric("longctx:requests_aborted_total");
   // Far more tokens than the test lasts: only an abort ends these requests in time.
-  const std::string body = json({{"prompt", "The history of"}, {"max_tokens", 4000}, {"ignore_eos", true}}).dump();
+  const std::string body =
+      json({{"prompt", "The history of"}, {"max_tokens", 4000}, {"ignore_eos", true}}).dump();
   std::vector<int> fds;
   for (int i = 0; i < 20; ++i) {
     int fd = raw_connect(server.port());
