@@ -14,7 +14,7 @@ commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src bench || echo
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 workload="mix:n=10000,rate=0.25,prompts=0.99@1k-8k+0.01@10m,out=128-512,seed=1"
 common=(--preset llama/8b --gpu h100 --gpus 128 --tp 8 --kvp 16 --kvp-shard-tokens 655360
-        --max-num-batched-tokens 8192 --max-num-seqs 1024 --workload "$workload" --json)
+        --max-num-batched-tokens 8192 --max-num-seqs 1024 --block-size 256 --workload "$workload" --json)
 rows=""
 for variant in "fcfs" "lrs --adaptive-chunking"; do
   load=$(cut -d' ' -f1 /proc/loadavg)
