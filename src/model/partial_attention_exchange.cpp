@@ -68,4 +68,46 @@ void kvp_merge_partial_states(Communicator& kvp, float* mo, float* ml, int64_t r
   merge_partial_states(all.data(), members, chunk, rows * d, rows, d, mo, ml);
 }
 
+void ring_put_i64(std::vector<float>& msg, int64_t v) {
+  float f[2];
+  std::memcpy(f, &v, sizeof v);
+  msg.insert(msg.end(), f, f + 2);
+}
+
+int64_t ring_get_i64(const float* p) {
+  int64_t v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+void ring_put_positions(std::vector<float>& msg, const int32_t* positions, int64_t n) {
+  const size_t at = msg.size();
+  msg.resize(at + static_cast<size_t>(n));
+  if (n > 0) std::memcpy(msg.data() + at, positions, static_cast<size_t>(n) * 4);
+}
+
+void ring_attend(Communicator& ring, std::vector<float> block, int64_t rows, int64_t d,
+                 const std::function<void(const float* block, float* po, float* pl)>& attend, float* o,
+                 float* lse) {
+  const int n = ring.size(), next = (ring.rank() + 1) % n, prev = (ring.rank() + n - 1) % n;
+  const auto send_block = [&](const std::vector<float>& b) {
+    float header[2];
+    const int64_t size = static_cast<int64_t>(b.size());
+    std::memcpy(header, &size, sizeof size);
+    ring.send(header, 2, next);
+    ring.send(b.data(), size, next);
+  };
+  std::vector<float> po(static_cast<size_t>(rows * d)), pl(static_cast<size_t>(rows));
+  send_block(block);
+  for (int hop = 1; hop < n; ++hop) {
+    float header[2];
+    ring.recv(header, 2, prev);
+    block.resize(static_cast<size_t>(ring_get_i64(header)));
+    ring.recv(block.data(), static_cast<int64_t>(block.size()), prev);
+    if (hop + 1 < n) send_block(block);
+    attend(block.data(), po.data(), pl.data());
+    cpu::merge_attention_states(o, lse, po.data(), pl.data(), o, lse, rows, d);
+  }
+}
+
 }  // namespace longctx

@@ -4,11 +4,14 @@
 //  - DCP: the group's queries all-gathered before attention; after it, one all-to-all
 //    hands each member every member's partial state of its own heads.
 //  - KVP: the group members' partial states of the same heads all-gathered.
+//  - CP: each rank's keys of a sequence passed round the ring and attended over there.
 // Every merge runs in member order, so all ranks get the same bits and a layout run is
 // bitwise repeatable.
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <vector>
 
 #include "parallel/communicator.h"
 
@@ -34,5 +37,20 @@ void dcp_exchange_partial_states(Communicator& dcp, const float* o, const float*
 // KVP: every member holds the partial state mo [rows, d] / ml [rows] of the same heads
 // over another shard of the tokens; replaces it with the merge of all members' states.
 void kvp_merge_partial_states(Communicator& kvp, float* mo, float* ml, int64_t rows, int64_t d);
+
+// CP ring messages are floats; counts (int64, two floats) and positions (int32, one
+// float each) travel as bit patterns, so nothing is rounded and positions stay exact
+// beyond 2^24.
+void ring_put_i64(std::vector<float>& msg, int64_t v);
+int64_t ring_get_i64(const float* p);
+void ring_put_positions(std::vector<float>& msg, const int32_t* positions, int64_t n);
+
+// CP: `block` (this rank's message) goes round the ring. Each block arriving from another
+// rank is passed on before `attend` reads it (its transfer overlaps the attention);
+// attend writes its partial states into po [rows, d] / pl [rows], merged into o / lse
+// by LSE in ring order.
+void ring_attend(Communicator& ring, std::vector<float> block, int64_t rows, int64_t d,
+                 const std::function<void(const float* block, float* po, float* pl)>& attend, float* o,
+                 float* lse);
 
 }  // namespace longctx

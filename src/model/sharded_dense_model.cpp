@@ -192,73 +192,36 @@ void ShardedDenseModel::attend(const float* q, int64_t q_stride, int64_t num_q_h
   }
 }
 
-namespace {
-
-// A ring message: per sequence, its key count (an int64 in two floats), then K, V
-// [count, width] and the positions (int32 bit patterns). Bit copies, so nothing is
-// rounded and positions stay exact beyond 2^24.
-void put_i64(std::vector<float>& buf, int64_t v) {
-  float f[2];
-  std::memcpy(f, &v, sizeof v);
-  buf.insert(buf.end(), f, f + 2);
-}
-int64_t get_i64(const float* p) {
-  int64_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-}  // namespace
-
 void ShardedDenseModel::ring_exchange(int64_t layer, const float* q, int64_t q_stride, int64_t num_q_heads,
                                       const std::vector<SeqInfo>& seqs, RankCommunicators& comms, float* o,
                                       float* lse) const {
-  Communicator& ring = *comms.cp;
-  const int n = ring.size(), next = (ring.rank() + 1) % n, prev = (ring.rank() + n - 1) % n;
   const int64_t width = layout_.num_local_kv_heads() * cfg_.head_dim, d = cfg_.head_dim;
   int64_t t = 0;
   for (const SeqInfo& s : seqs) t += s.local_rows;
 
+  // A ring message: per sequence, its key count, then K, V [count, width] and the positions.
   std::vector<float> block;
   for (const SeqInfo& s : seqs) {
     const int64_t cnt = s.kv->num_local_tokens();
-    put_i64(block, cnt);
+    ring_put_i64(block, cnt);
     const float* k = s.kv->cache().k(layer) + s.kv->local_slot(0) * width;
     const float* v = s.kv->cache().v(layer) + s.kv->local_slot(0) * width;
     block.insert(block.end(), k, k + cnt * width);
     block.insert(block.end(), v, v + cnt * width);
-    const size_t at = block.size();
-    block.resize(at + static_cast<size_t>(cnt));
-    if (cnt > 0) std::memcpy(block.data() + at, s.kv->local_positions().data(), static_cast<size_t>(cnt) * 4);
+    ring_put_positions(block, s.kv->local_positions().data(), cnt);
   }
-  const auto send_block = [&](const std::vector<float>& b) {
-    float header[2];
-    const int64_t size = static_cast<int64_t>(b.size());
-    std::memcpy(header, &size, sizeof size);
-    ring.send(header, 2, next);
-    ring.send(b.data(), size, next);
-  };
-
-  Tensor po = Tensor::empty({t, num_q_heads, d}, DType::kF32);
-  Tensor pl = Tensor::empty({t, num_q_heads}, DType::kF32);
-  send_block(block);
-  for (int hop = 1; hop < n; ++hop) {
-    float header[2];
-    ring.recv(header, 2, prev);
-    block.resize(static_cast<size_t>(get_i64(header)));
-    ring.recv(block.data(), static_cast<int64_t>(block.size()), prev);
-    // Pass the block on before attending over it: its transfer overlaps the attention.
-    if (hop + 1 < n) send_block(block);
-    const float* at = block.data();
-    for (const SeqInfo& s : seqs) {
-      const int64_t cnt = get_i64(at);
-      const KeyBlock keys{at + 2, at + 2 + cnt * width,
-                          reinterpret_cast<const int32_t*>(at + 2 + 2 * cnt * width), cnt};
-      attend(q, q_stride, num_q_heads, s, keys, po.data<float>(), pl.data<float>());
-      at += 2 + 2 * cnt * width + cnt;
-    }
-    cpu::merge_attention_states(o, lse, po.data<float>(), pl.data<float>(), o, lse, t * num_q_heads, d);
-  }
+  ring_attend(
+      *comms.cp, std::move(block), t * num_q_heads, d,
+      [&](const float* at, float* po, float* pl) {
+        for (const SeqInfo& s : seqs) {
+          const int64_t cnt = ring_get_i64(at);
+          const KeyBlock keys{at + 2, at + 2 + cnt * width,
+                              reinterpret_cast<const int32_t*>(at + 2 + 2 * cnt * width), cnt};
+          attend(q, q_stride, num_q_heads, s, keys, po, pl);
+          at += 2 + 2 * cnt * width + cnt;
+        }
+      },
+      o, lse);
 }
 
 void ShardedDenseModel::attention_block(int64_t layer, const float* normed, const std::vector<SeqInfo>& seqs,

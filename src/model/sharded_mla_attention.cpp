@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <string>
 
 #include "model/helix_attention.h"
@@ -47,59 +46,30 @@ void attend_latents(const float* qa, int64_t nh, int64_t lat, float scale, const
   }
 }
 
-// Ring messages: per sequence its latent count (an int64 in two floats), the latents
-// [count, lat] and the positions (int32 bit patterns) — bit copies, nothing rounded.
-void put_i64(std::vector<float>& buf, int64_t v) {
-  float f[2];
-  std::memcpy(f, &v, sizeof v);
-  buf.insert(buf.end(), f, f + 2);
-}
-int64_t get_i64(const float* p) {
-  int64_t v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-
-// CP: every rank's latents of each sequence go round the ring; the block in hand is
-// passed on before it is attended over (its transfer overlaps the attention) and the
-// partial states are merged into o/lse by LSE.
+// CP: every rank's latents of each sequence go round the ring (per sequence its latent
+// count, the latents [count, lat] and their positions); the partial states over each
+// block are merged into o/lse by LSE.
 void ring_exchange(Communicator& ring, int64_t layer, int64_t lat, const float* qa, int64_t nh, float scale,
                    const std::vector<MlaSequence>& seqs, int64_t t, float* o, float* lse) {
-  const int n = ring.size(), next = (ring.rank() + 1) % n, prev = (ring.rank() + n - 1) % n;
   std::vector<float> block;
   for (const MlaSequence& s : seqs) {
     const int64_t cnt = s.kv->num_local_tokens();
-    put_i64(block, cnt);
+    ring_put_i64(block, cnt);
     const float* latent = s.kv->cache().k(layer) + s.kv->local_slot(0) * lat;
     block.insert(block.end(), latent, latent + cnt * lat);
-    const size_t at = block.size();
-    block.resize(at + static_cast<size_t>(cnt));
-    if (cnt > 0) std::memcpy(block.data() + at, s.kv->local_positions().data(), static_cast<size_t>(cnt) * 4);
+    ring_put_positions(block, s.kv->local_positions().data(), cnt);
   }
-  const auto send_block = [&](const std::vector<float>& b) {
-    float header[2];
-    const int64_t size = static_cast<int64_t>(b.size());
-    std::memcpy(header, &size, sizeof size);
-    ring.send(header, 2, next);
-    ring.send(b.data(), size, next);
-  };
-  std::vector<float> po(static_cast<size_t>(t * nh * lat)), pl(static_cast<size_t>(t * nh));
-  send_block(block);
-  for (int hop = 1; hop < n; ++hop) {
-    float header[2];
-    ring.recv(header, 2, prev);
-    block.resize(static_cast<size_t>(get_i64(header)));
-    ring.recv(block.data(), static_cast<int64_t>(block.size()), prev);
-    if (hop + 1 < n) send_block(block);
-    const float* at = block.data();
-    for (const MlaSequence& s : seqs) {
-      const int64_t cnt = get_i64(at);
-      const LatentBlock keys{at + 2, reinterpret_cast<const int32_t*>(at + 2 + cnt * lat), cnt};
-      attend_latents(qa, nh, lat, scale, s, keys, po.data(), pl.data());
-      at += 2 + cnt * lat + cnt;
-    }
-    cpu::merge_attention_states(o, lse, po.data(), pl.data(), o, lse, t * nh, lat);
-  }
+  ring_attend(
+      ring, std::move(block), t * nh, lat,
+      [&](const float* at, float* po, float* pl) {
+        for (const MlaSequence& s : seqs) {
+          const int64_t cnt = ring_get_i64(at);
+          const LatentBlock keys{at + 2, reinterpret_cast<const int32_t*>(at + 2 + cnt * lat), cnt};
+          attend_latents(qa, nh, lat, scale, s, keys, po, pl);
+          at += 2 + cnt * lat + cnt;
+        }
+      },
+      o, lse);
 }
 
 }  // namespace
