@@ -282,14 +282,7 @@ int run_bench_latency(const BenchLatencyFlags& f) {
 }  // namespace
 
 void add_bench_latency_command(CLI::App& app, CommandRunner& run) {
-  // `bench` groups the benchmark programs; another may have added it already.
-  CLI::App* bench = nullptr;
-  try {
-    bench = app.get_subcommand("bench");
-  } catch (const CLI::OptionNotFound&) {
-    bench = app.add_subcommand("bench", "Benchmarks");
-    bench->require_subcommand(1);
-  }
+  CLI::App* bench = bench_group(app);
   CLI::App* cmd =
       bench->add_subcommand("latency", "TTFT and decode TPOT of the GPU model vs the physical floors");
   auto f = std::make_shared<BenchLatencyFlags>();

@@ -283,14 +283,7 @@ int run_profile(const ProfileFlags& f) {
 
 void add_bench_profile_command(CLI::App& app, CommandRunner& run) {
   auto f = std::make_shared<ProfileFlags>();
-  // `bench` groups the benchmark programs; another may have added it already.
-  CLI::App* bench = nullptr;
-  try {
-    bench = app.get_subcommand("bench");
-  } catch (const CLI::OptionNotFound&) {
-    bench = app.add_subcommand("bench", "Benchmarks");
-    bench->require_subcommand(1);
-  }
+  CLI::App* bench = bench_group(app);
   CLI::App* cmd = bench->add_subcommand("profile", "Measure this machine and write a hardware table for the cost model");
   cmd->add_option("--out", f->out, "Hardware table to write (JSON; simulate/serve --hardware FILE)")->required();
   cmd->add_option("--name", f->name, "Name recorded in the table")->capture_default_str();

@@ -119,14 +119,7 @@ int run_bench_serve_command(const BenchServeFlags& f) {
 
 void add_bench_serve_command(CLI::App& app, CommandRunner& run) {
   auto f = std::make_shared<BenchServeFlags>();
-  // `bench` groups the benchmark programs; another may have added it already.
-  CLI::App* bench = nullptr;
-  try {
-    bench = app.get_subcommand("bench");
-  } catch (const CLI::OptionNotFound&) {
-    bench = app.add_subcommand("bench", "Benchmarks");
-    bench->require_subcommand(1);
-  }
+  CLI::App* bench = bench_group(app);
   CLI::App* cmd =
       bench->add_subcommand("serve", "Load-test an OpenAI-compatible server (as `vllm bench serve`)");
   cmd->add_option("--base-url", f->client.base_url, "Server to test, http://HOST:PORT")->required();

@@ -20,6 +20,10 @@ void add_bench_serve_command(CLI::App& app, CommandRunner& run);
 void add_bench_profile_command(CLI::App& app, CommandRunner& run);
 void add_bench_latency_command(CLI::App& app, CommandRunner& run);
 
+// The `bench` group that the benchmark programs (serve, profile, latency) hang under,
+// created by whichever registers first.
+CLI::App* bench_group(CLI::App& app);
+
 // Prints "error: <message>" to stderr and returns the CLI's failure exit code (1).
 int fail(const std::string& message);
 

@@ -12,6 +12,16 @@ int fail(const std::string& message) {
   return 1;
 }
 
+CLI::App* bench_group(CLI::App& app) {
+  try {
+    return app.get_subcommand("bench");
+  } catch (const CLI::OptionNotFound&) {
+    CLI::App* bench = app.add_subcommand("bench", "Benchmarks");
+    bench->require_subcommand(1);
+    return bench;
+  }
+}
+
 }  // namespace longctx::apps
 
 int main(int argc, char** argv) {
