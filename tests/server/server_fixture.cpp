@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <sstream>
+#include <thread>
 
 #include "model/presets.h"
 #include "model/safetensors.h"
@@ -109,6 +110,17 @@ double TestServer::metric(const std::string& name) const {
     return std::stod(line.substr(line.rfind(' ') + 1));
   }
   return -1;
+}
+
+double TestServer::wait_for_idle_kv(double idle, std::chrono::milliseconds limit) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  double usage = -1;
+  while (std::chrono::steady_clock::now() - t0 < limit) {
+    usage = metric("vllm:kv_cache_usage_perc");
+    if (usage == idle && metric("longctx:server_active_requests") == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return usage;
 }
 
 std::vector<std::string> sse_data(const std::string& body) {

@@ -4,6 +4,8 @@
 // tokenizer made once per test process.
 #pragma once
 
+#include <chrono>
+
 #include <gtest/gtest.h>
 #include <httplib.h>
 
@@ -58,6 +60,9 @@ class TestServer {
   Reply get(const std::string& path, const httplib::Headers& headers = {}) const;
   // A metric's value from /metrics (first sample of that name), or -1.
   double metric(const std::string& name) const;
+  // Polls /metrics until KV usage is back to `idle` and no request is active, for at
+  // most `limit`; returns the last KV usage read (the disconnect tests' "idle within 1 s").
+  double wait_for_idle_kv(double idle, std::chrono::milliseconds limit) const;
 
  private:
   std::shared_ptr<const ServedModel> model_;

@@ -127,13 +127,7 @@ TEST(ServerStreaming, DisconnectedClientsFreeTheirKvAtOnce) {
   }
   EXPECT_GT(server.metric("vllm:kv_cache_usage_perc"), idle);
   for (int fd : fds) ::close(fd);  // the clients drop mid-stream
-  const auto t0 = std::chrono::steady_clock::now();
-  double usage = -1;
-  while (std::chrono::steady_clock::now() - t0 < std::chrono::seconds(1)) {
-    usage = server.metric("vllm:kv_cache_usage_perc");
-    if (usage == idle && server.metric("longctx:server_active_requests") == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
+  const double usage = server.wait_for_idle_kv(idle, std::chrono::seconds(1));
   EXPECT_EQ(usage, idle) << "KV usage did not return to idle within 1 s";
   EXPECT_EQ(server.metric("longctx:server_active_requests"), 0);
   EXPECT_GE(server.metric("longctx:requests_aborted_total"), 20);
