@@ -1,6 +1,6 @@
 // `longctx simulate`: runs a trace or a generated workload through the real scheduler
 // and KV manager with the cost model in place of the executor (sim/), and prints
-// TTFT/TBT/E2E per length class.
+// TTFT/TBT/E2E per length class (short/long split at --long-threshold, or --classes).
 //
 //   longctx simulate --workload mix:n=500,rate=2,prompts=0.98@1k-8k+0.02@1m,out=128
 //                    --preset llama/8b --gpus 8 --gpu h100 --policy lrs --adaptive-chunking
@@ -52,6 +52,7 @@ struct SimulateFlags {
   int64_t max_num_batched_tokens = 2048, max_num_seqs = 256, block_size = 16, max_model_len = 0;
   int64_t kv_cache_tokens = 0;
   int64_t long_threshold = 32768;
+  std::string classes;  // --classes; empty: short/long split at long_threshold
 };
 
 // One run of the comparison: a policy, fixed or adaptive chunks, one pool or two.
@@ -151,6 +152,12 @@ int run_simulate(const SimulateFlags& f) {
   if (!variants.is_ok()) return fail(variants.status().message());
   if (f.block_size < 1 || (f.block_size & (f.block_size - 1)) != 0)
     return fail("--block-size must be a power of two, got " + std::to_string(f.block_size));
+  std::vector<LengthClass> report_classes = default_classes(f.long_threshold);
+  if (!f.classes.empty()) {
+    auto parsed = parse_classes(f.classes);
+    if (!parsed.is_ok()) return fail(parsed.status().message());
+    report_classes = std::move(*parsed);
+  }
 
   // The layout: plan's flags, or (none given) --gpus as one TP group.
   const ParallelConfig& pc = f.layout;
@@ -230,7 +237,7 @@ int run_simulate(const SimulateFlags& f) {
     auto res = simulate_pools(*trace, cfg, pools);
     if (!res.is_ok()) return fail(v.label + ": " + res.status().message());
     res->policy = v.label;
-    const auto classes = summarize(*res, f.long_threshold);
+    const auto classes = summarize(*res, report_classes);
     nlohmann::json j = to_json(*res, classes);
     j["adaptive_chunking"] = v.adaptive;
     j["pools"] = nlohmann::json::array();
@@ -334,6 +341,9 @@ void add_simulate_command(CLI::App& app, CommandRunner& run) {
   cmd->add_option("--long-threshold", f->long_threshold,
                   "Prompt tokens from which a request is 'long' (report classes, --long-prefill-share, pools)")
       ->capture_default_str();
+  cmd->add_option("--classes", f->classes,
+                  "Report classes by prompt tokens, NAME:LO-HI,... (HI may be left out), e.g. "
+                  "short:0-32768,long:32768- (default: short/long split at --long-threshold)");
   cmd->callback([f, &run] {
     run = [f] {
       if (f->trace.empty() == f->workload.empty()) return fail("simulate needs one of --trace or --workload");

@@ -1,5 +1,7 @@
 #include "sim/report.h"
 
+#include <optional>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -20,18 +22,88 @@ double utilisation(const SimResult& r) {
   return capacity > 0 ? r.busy_s / capacity : 0.0;
 }
 
+namespace {
+
+// A non-negative integer, all of `text`; nullopt otherwise.
+std::optional<int64_t> parse_bound(const std::string& text) {
+  if (text.empty() || text.size() > 18) return std::nullopt;
+  int64_t v = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    v = v * 10 + (c - '0');
+  }
+  return v;
+}
+
+}  // namespace
+
+Result<std::vector<LengthClass>> parse_classes(const std::string& spec) {
+  std::vector<LengthClass> out;
+  if (spec.empty()) return invalid_argument("--classes is empty; expected NAME:LO-HI,... e.g. short:0-32768,long:32768-");
+  size_t pos = 0;
+  while (pos <= spec.size()) {
+    const size_t comma = spec.find(',', pos);
+    const std::string item = spec.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    pos = comma == std::string::npos ? spec.size() + 1 : comma + 1;
+    const std::string where = "--classes item '" + item + "': ";
+    const size_t colon = item.find(':');
+    if (colon == std::string::npos) return invalid_argument(where + "expected NAME:LO-HI (HI may be left out)");
+    LengthClass c;
+    c.name = item.substr(0, colon);
+    if (c.name.empty()) return invalid_argument(where + "the name is empty");
+    if (c.name == "all") return invalid_argument(where + "'all' is reserved (every request is reported as 'all')");
+    const std::string range = item.substr(colon + 1);
+    const size_t dash = range.find('-');
+    if (dash == std::string::npos) return invalid_argument(where + "expected a range LO-HI of prompt tokens");
+    const auto lo = parse_bound(range.substr(0, dash));
+    if (!lo) return invalid_argument(where + "LO must be a non-negative integer, got '" + range.substr(0, dash) + "'");
+    c.min_tokens = *lo;
+    const std::string hi_text = range.substr(dash + 1);
+    if (!hi_text.empty()) {
+      const auto hi = parse_bound(hi_text);
+      if (!hi) return invalid_argument(where + "HI must be a non-negative integer or left out, got '" + hi_text + "'");
+      if (*hi <= *lo) return invalid_argument(where + "HI (" + hi_text + ") must be above LO (" + std::to_string(*lo) + ")");
+      c.max_tokens = *hi;
+    }
+    for (const LengthClass& o : out) {
+      if (o.name == c.name) return invalid_argument(where + "the name '" + c.name + "' is used twice");
+      const bool apart = (c.max_tokens >= 0 && c.max_tokens <= o.min_tokens) ||
+                         (o.max_tokens >= 0 && o.max_tokens <= c.min_tokens);
+      if (!apart) return invalid_argument(where + "overlaps class '" + o.name + "'");
+    }
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::vector<LengthClass> default_classes(int64_t long_threshold) {
+  return {{"short", 0, long_threshold}, {"long", long_threshold, -1}};
+}
+
 std::vector<ClassStats> summarize(const SimResult& r, int64_t long_threshold) {
+  return summarize(r, default_classes(long_threshold));
+}
+
+std::vector<ClassStats> summarize(const SimResult& r, const std::vector<LengthClass>& classes) {
   struct Acc {
     ClassStats s;
     std::vector<double> ttft, tbt, e2e;
     double tokens = 0, out_tokens = 0;
   };
-  Acc acc[3];
-  acc[0].s.name = "short";
-  acc[1].s.name = "long";
-  acc[2].s.name = "all";
+  std::vector<Acc> acc(classes.size() + 1);
+  for (size_t i = 0; i < classes.size(); ++i) acc[i].s.name = classes[i].name;
+  acc.back().s.name = "all";
   for (const SimRequest& q : r.requests) {
-    for (Acc* a : {&acc[q.prompt_tokens >= long_threshold ? 1 : 0], &acc[2]}) {
+    std::vector<Acc*> into;
+    for (size_t i = 0; i < classes.size(); ++i) {
+      const LengthClass& c = classes[i];
+      if (q.prompt_tokens >= c.min_tokens && (c.max_tokens < 0 || q.prompt_tokens < c.max_tokens)) {
+        into.push_back(&acc[i]);
+        break;
+      }
+    }
+    into.push_back(&acc.back());
+    for (Acc* a : into) {
       if (q.rejected) {
         a->s.rejected += 1;
         continue;
