@@ -1,6 +1,7 @@
 #include "sched/scheduler.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <string>
 
 namespace longctx {
@@ -97,18 +98,36 @@ StepPlan Scheduler::schedule(double now_s) {
   }
 
   // 2. Waiting requests, unless this step had to preempt (then memory is short).
+  //
+  // Admission reserves a request's whole remaining prompt: it is admitted only when the
+  // blocks for all of its known tokens fit in the free blocks less what running prefills
+  // have reserved but not yet written. Allocation stays chunk by chunk; the reservation is
+  // bookkeeping. Without it, prefills that cannot all be resident (three 10M prompts in a
+  // 17M-token cache) all start, fill the cache and preempt each other by recompute forever
+  // under a policy that shares steps among them (LRS + adaptive chunking); with it, every
+  // admitted prefill can finish (only decode growth, which is not reserved, can still force
+  // a preemption). A request that does not fit is skipped, not waited on, so short requests
+  // behind a long one still start; the long one starts when a running request frees room.
   if (plan.preempted.empty()) {
     policy_->order_waiting(waiting_, now_s);
-    size_t admitted = 0;
-    for (; admitted < waiting_.size() && budget > 0 &&
-           static_cast<int64_t>(running_.size()) < cfg_.max_num_seqs;
-         ++admitted) {
-      Request* r = waiting_[admitted];
+    int64_t available = cfg_.reserve_prompt_kv ? kv_.num_free_blocks() - reserved_prefill_blocks() : INT64_MAX;
+    std::vector<Request*> still_waiting;
+    size_t i = 0;
+    for (; i < waiting_.size() && budget > 0 && static_cast<int64_t>(running_.size()) < cfg_.max_num_seqs; ++i) {
+      Request* r = waiting_[i];
+      // Counted whole, prefix hits included: a cached prefix block may be free (ref 0) and
+      // leave the free list when taken, so this never under-counts.
+      const int64_t need = cfg_.reserve_prompt_kv ? kv_.num_blocks_needed(r->num_tokens()) : 0;
+      if (need > available) {
+        still_waiting.push_back(r);
+        continue;
+      }
       // Looked up at every admission attempt: blocks found in an earlier step may have
       // been evicted since.
       const int64_t computed = kv_.find_cached_prefix(r->id, r->token_ids, r->cache_salt);
       const int64_t num_new = size_chunk(*r, computed, std::min(r->num_tokens() - computed, budget), plan);
       if (!kv_.allocate(r->id, r->token_ids, computed, num_new, computed)) break;
+      available -= need;
       r->num_cached_tokens = computed;
       r->num_computed_tokens = computed;
       r->status = RequestStatus::kRunning;
@@ -123,9 +142,22 @@ StepPlan Scheduler::schedule(double now_s) {
       plan.num_batched_tokens += num_new;
       budget -= num_new;
     }
-    waiting_.erase(waiting_.begin(), waiting_.begin() + static_cast<std::ptrdiff_t>(admitted));
+    // Not admitted: the skipped ones, then everything from where the loop stopped (in
+    // policy order; the next step orders them again anyway).
+    still_waiting.insert(still_waiting.end(), waiting_.begin() + static_cast<std::ptrdiff_t>(i), waiting_.end());
+    waiting_ = std::move(still_waiting);
   }
   return plan;
+}
+
+int64_t Scheduler::reserved_prefill_blocks() const {
+  int64_t reserved = 0;
+  for (const Request* r : running_) {
+    if (!r->is_prefilling()) continue;  // decode growth is not reserved
+    const int64_t held = static_cast<int64_t>(kv_.block_table(r->id).size());
+    reserved += std::max<int64_t>(0, kv_.num_blocks_needed(r->num_tokens()) - held);
+  }
+  return reserved;
 }
 
 Request* Scheduler::find(RequestId id) const {

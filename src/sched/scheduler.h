@@ -1,7 +1,9 @@
 // Scheduler: continuous batching with chunked prefill (Sarathi-Serve / vLLM v1 style).
 // Each step, under a token budget and a sequence limit: running requests first (decodes
 // and unfinished prefill chunks, in policy order), then waiting requests admitted in
-// policy order with their prefill chunked to fit the budget. When KV blocks run out,
+// policy order with their prefill chunked to fit the budget. A waiting request is
+// admitted only when the KV blocks of its whole prompt fit beyond what running prefills
+// have reserved (so admitted prefills never evict each other). When KV blocks run out,
 // the lowest-priority running request is preempted (its blocks freed; it recomputes
 // later and keeps its place in the queue). Decides only: produces a StepPlan.
 //
@@ -31,6 +33,11 @@ struct SchedulerConfig {
   // Copy each request's block table into its ScheduledChunk (exec/ needs it). The
   // simulator turns it off: a 10M-token request's table is 625K blocks, copied per step.
   bool fill_block_tables = true;
+  // Admit a request only when its whole prompt's KV fits beside what running prefills
+  // have reserved (see schedule()). false: admit on the first chunk alone (vLLM's way),
+  // which lets prefills evict each other; kept so tests can force preemption by
+  // recompute with a small cache, now that prompts no longer preempt one another.
+  bool reserve_prompt_kv = true;
   Status validate() const;
 };
 
@@ -61,6 +68,9 @@ class Scheduler {
  private:
   void preempt(Request* r, StepPlan& plan);
   Request* find(RequestId id) const;
+  // Blocks running prefills still need for the rest of their known tokens (reserved at
+  // admission, not yet allocated).
+  int64_t reserved_prefill_blocks() const;
   int64_t size_chunk(const Request& r, int64_t start, int64_t num_new, const StepPlan& plan) const;
 
   SchedulerConfig cfg_;

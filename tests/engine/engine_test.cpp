@@ -66,6 +66,9 @@ TEST_P(EngineGoldenTest, TinyKvBudgetForcesPreemptionWithIdenticalOutput) {
   cfg.scheduler.max_num_batched_tokens = 256;
   cfg.scheduler.max_num_seqs = 32;
   cfg.num_kv_blocks = 160;  // 2100 + 16 tokens need 133 blocks: enough for one long request at a time
+  // Admission by the first chunk: with whole-prompt reservation the long prompts would
+  // wait their turn and nothing would be preempted, leaving recompute untested.
+  cfg.scheduler.reserve_prompt_kv = false;
   check_workload(cfg, true);
 }
 

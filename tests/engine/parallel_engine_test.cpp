@@ -200,6 +200,9 @@ TEST_P(ParallelPreemptionTest, TightPerRankBudgetPreemptsWithIdenticalOutput) {
   EngineConfig cfg = config();
   cfg.scheduler.max_num_batched_tokens = 256;
   cfg.num_kv_blocks = 90;  // per rank: one 2100-token request's share and a little more
+  // Admission by the first chunk, so the long prompts do preempt each other (with
+  // whole-prompt reservation they would wait their turn).
+  cfg.scheduler.reserve_prompt_kv = false;
   auto e = LLMEngine::create(model(), nullptr, cfg);
   ASSERT_TRUE(e.is_ok()) << e.status().to_string();
   auto added = add_requests(**e, w.requests);
