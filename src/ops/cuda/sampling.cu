@@ -57,3 +57,17 @@ cudaError_t argmax(const float* logits, int64_t rows, int64_t n, int32_t* out, c
 }
 
 }  // namespace longctx::cuda
+
+namespace longctx::cuda {
+
+size_t sample_workspace_bytes(int64_t rows, int64_t n) {
+  (void)rows;
+  (void)n;
+  return 0;
+}
+
+cudaError_t sample(const float*, int64_t, int64_t, const SamplingRow*, int32_t*, float*, void*, size_t, cudaStream_t) {
+  return cudaErrorNotSupported;  // stub: the kernel lands in the next commit
+}
+
+}  // namespace longctx::cuda
