@@ -35,6 +35,9 @@ void EngineFlags::add_to(CLI::App& cmd) {
                  "of this many tokens (0 = off)")
       ->capture_default_str()
       ->group("Parallel layout");
+  cmd.add_option("--step-log", step_log,
+                 "Write one JSON line per engine step (start, duration, chunks) to this file: "
+                 "bench/step_fidelity.py compares it with the cost model");
   cmd.add_option("--threads-per-rank", threads_per_rank, "OpenMP threads per rank (0 = cores / ranks)")
       ->capture_default_str()
       ->group("Parallel layout");
@@ -68,6 +71,7 @@ EngineConfig EngineFlags::to_config() const {
   c.parallel = layout();
   c.spp_chunk_tokens = spp_chunk;
   c.threads_per_rank = threads_per_rank;
+  c.step_log_path = step_log;
   return c;
 }
 

@@ -25,6 +25,7 @@ struct EngineFlags {
   ParallelConfig parallel;
   int64_t spp_chunk = 0;
   int threads_per_rank = 0;
+  std::string step_log;
 
   void add_to(CLI::App& cmd);
   EngineConfig to_config() const;

@@ -140,6 +140,11 @@ Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, co
   }
   for (int64_t id : mc.eos_token_ids) e->eos_ids_.push_back(static_cast<int32_t>(id));
   if (tokenizer && tokenizer->eos_token_id()) e->eos_ids_.push_back(*tokenizer->eos_token_id());
+  if (!cfg.step_log_path.empty()) {
+    auto log = StepLog::open(cfg.step_log_path);
+    if (!log.is_ok()) return log.status();
+    e->step_log_ = std::move(*log);
+  }
   e->refresh_gauges();
   return e;
 }
@@ -382,6 +387,7 @@ std::vector<RequestOutput> LLMEngine::step() {
     }
   }
   refresh_gauges();
+  if (step_log_ && !plan.empty()) step_log_->record(plan, now, now_s() - now);
   return outs;
 }
 

@@ -23,6 +23,7 @@
 #include "engine/generation_request.h"
 #include "engine/metrics.h"
 #include "engine/request_output.h"
+#include "engine/step_log.h"
 #include "engine/stop_checker.h"
 #include "exec/model_runner.h"
 #include "exec/parallel_model_runner.h"
@@ -59,6 +60,7 @@ struct EngineConfig {
   ParallelConfig parallel;
   int64_t spp_chunk_tokens = 0;           // --spp-chunk: SPP piece size when pp > 1 (0 = off)
   int threads_per_rank = 0;               // OpenMP threads per rank (0: cores / world)
+  std::string step_log_path;              // --step-log: one JSON line per step (engine/step_log.h)
   Status validate() const;
 };
 
@@ -118,6 +120,7 @@ class LLMEngine {
   std::unique_ptr<ParallelModelRunner> parallel_;
   int64_t num_kv_blocks_ = 0, rank_block_budget_ = 0;
   EngineMetrics metrics_;
+  std::unique_ptr<StepLog> step_log_;  // null unless --step-log
   std::vector<int32_t> eos_ids_;
   std::map<RequestId, std::unique_ptr<Sequence>> sequences_;  // by sequence id
   std::vector<RequestOutput> pending_outputs_;                 // e.g. aborts, reported at the next step
