@@ -34,7 +34,7 @@ echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)" | tee "$out/load.txt"
 
 port=$((20000 + RANDOM % 20000))
 "$bin" serve --model "$model" --port $port --max-num-batched-tokens 2048 --max-num-seqs 256 \
-  > "$out/serve.log" 2>&1 &
+  --step-log "$out/steps.jsonl" > "$out/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do

@@ -49,6 +49,7 @@ void RooflineCostModel::accumulate(StepSums& a, const ChunkWork& w) const {
   // Query i (0-based) of the chunk sees ctx + i + 1 keys.
   const double pairs = q * ctx + q * (q + 1) / 2;
   a.pairs += pairs;
+  a.kv_tokens += ctx + q;
   const double gemm_flops = 2.0 * model_.layer_params_per_token * q + 2.0 * model_.lm_head_params;
   a.gemm_flops += gemm_flops;
   // A chunk's tokens split over the cp ranks (a decode's one token cannot); its KV, and
@@ -113,7 +114,7 @@ StepCost RooflineCostModel::finish(const StepSums& a) const {
   if (calibration_) {
     const double split = groups * tp * pp;
     c.gemm_s = calibration_->gemm_scale * c.gemm_s + calibration_->per_token_s * a.tokens / split;
-    c.attention_s = calibration_->per_pair_s * a.pairs / split;
+    c.attention_s = (calibration_->per_pair_s * a.pairs + calibration_->per_kv_token_s * a.kv_tokens) / split;
     c.overhead_s = calibration_->step_s + calibration_->per_seq_s * a.seqs;
   }
   return c;

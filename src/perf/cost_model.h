@@ -108,7 +108,7 @@ class RooflineCostModel final : public CostModel {
  private:
   // What a step's chunks add up to; finish() turns the sums into times.
   struct StepSums {
-    double seqs = 0, tokens = 0, pairs = 0, gemm_flops = 0, kv_bytes = 0;
+    double seqs = 0, tokens = 0, pairs = 0, kv_tokens = 0, gemm_flops = 0, kv_bytes = 0;
     double gemm_flops_max = 0, attn_s_max = 0, tokens_max = 0, merge_bytes = 0, cp_ring_bytes = 0;
   };
   void accumulate(StepSums& a, const ChunkWork& w) const;

@@ -40,6 +40,11 @@ Result<StepCalibration> calibration_from_json(const nlohmann::json& j, const std
       return invalid_argument(where + ": field \"" + key + "\" must be a number >= 0");
     *out = it->get<double>();
   }
+  if (auto it = j.find("per_kv_token_s"); it != j.end()) {
+    if (!it->is_number() || !(it->get<double>() >= 0))
+      return invalid_argument(where + ": field \"per_kv_token_s\" must be a number >= 0");
+    c.per_kv_token_s = it->get<double>();
+  }
   c.num_samples = j.value("num_samples", int64_t{0});
   c.rms_rel_error = j.value("rms_rel_error", 0.0);
   return c;
@@ -149,6 +154,7 @@ nlohmann::json to_json(const HardwareProfile& p) {
                             {"per_seq_s", c.per_seq_s},
                             {"per_token_s", c.per_token_s},
                             {"per_pair_s", c.per_pair_s},
+                            {"per_kv_token_s", c.per_kv_token_s},
                             {"gemm_scale", c.gemm_scale},
                             {"num_samples", c.num_samples},
                             {"rms_rel_error", c.rms_rel_error}});

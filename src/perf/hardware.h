@@ -18,12 +18,17 @@ namespace longctx {
 // the roofline terms are too coarse (a CPU: per-token work outside the GEMMs, per-
 // sequence sampling and bookkeeping). Predicted step time =
 //   step_s + per_seq_s · sequences + per_token_s · tokens + per_pair_s · query-key pairs
+//   + per_kv_token_s · KV tokens read (each chunk's context and new tokens)
 //   + gemm_scale · roofline GEMM time (max of FLOPs / gemm rate, weight bytes / bandwidth).
+// Pairs price attention's arithmetic (a prefill chunk reuses every key for many queries);
+// KV tokens price streaming the cache, which is what a decode's attention costs: one
+// query per key, so a decode at a long context reads far more bytes per pair.
 // All coefficients >= 0 (a non-negative least-squares fit).
 struct StepCalibration {
   std::string model;  // what it was fitted on (a name for people)
   double layer_params_per_token = 0, attn_flops_per_pair = 0;  // the shape it applies to
   double step_s = 0, per_seq_s = 0, per_token_s = 0, per_pair_s = 0, gemm_scale = 0;
+  double per_kv_token_s = 0;  // absent in tables written before it (read as 0)
   int64_t num_samples = 0;  // measured steps behind the fit
   double rms_rel_error = 0;  // of the fit on those steps
 };

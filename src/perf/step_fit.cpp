@@ -7,17 +7,18 @@
 namespace longctx {
 namespace {
 
-constexpr int kFeatures = 5;
+constexpr int kFeatures = 6;
 using Row = std::array<double, kFeatures>;
 
 Row features(const MeasuredStep& s, const RooflineCostModel& roofline) {
-  double tokens = 0, pairs = 0;
+  double tokens = 0, pairs = 0, kv_tokens = 0;
   for (const ChunkWork& c : s.chunks) {
     const double q = static_cast<double>(c.new_tokens), ctx = static_cast<double>(c.context_tokens);
     tokens += q;
     pairs += q * ctx + q * (q + 1) / 2;
+    kv_tokens += ctx + q;
   }
-  return {1.0, static_cast<double>(s.chunks.size()), tokens, pairs, roofline.breakdown(s.chunks).gemm_s};
+  return {1.0, static_cast<double>(s.chunks.size()), tokens, pairs, kv_tokens, roofline.breakdown(s.chunks).gemm_s};
 }
 
 // Least squares on the features in `mask` by the normal equations (columns scaled to
@@ -107,7 +108,8 @@ Result<StepCalibration> fit_step_calibration(std::span<const MeasuredStep> steps
   c.per_seq_s = best_coef[1];
   c.per_token_s = best_coef[2];
   c.per_pair_s = best_coef[3];
-  c.gemm_scale = best_coef[4];
+  c.per_kv_token_s = best_coef[4];
+  c.gemm_scale = best_coef[5];
   c.num_samples = static_cast<int64_t>(steps.size());
   c.rms_rel_error = std::sqrt(best / static_cast<double>(steps.size()));
   return c;

@@ -1,6 +1,6 @@
 // Fitting a StepCalibration (perf/hardware.h) to measured steps: non-negative least
 // squares of measured seconds on the features [1, sequences, tokens, query-key pairs,
-// roofline GEMM seconds]. With five features the exact NNLS solution is found by
+// KV tokens read, roofline GEMM seconds]. With six features the exact NNLS solution is found by
 // trying every subset of active features (unconstrained least squares on the subset,
 // kept when all its coefficients are >= 0) and keeping the smallest residual.
 #pragma once

@@ -143,14 +143,15 @@ TEST(StepCalibration, ReplacesFixedCostsForItsShapeOnly) {
   cal.per_seq_s = 2;
   cal.per_token_s = 0.25;
   cal.per_pair_s = 0.5;
+  cal.per_kv_token_s = 0.125;
   cal.gemm_scale = 2;
   hw.calibrations.push_back(cal);
   const RooflineCostModel m(toy_shape(), hw);
-  const std::vector<ChunkWork> w = {{0, 8}, {9, 1}};  // 9 tokens, 36 + 10 pairs, 2 seqs
+  const std::vector<ChunkWork> w = {{0, 8}, {9, 1}};  // 9 tokens, 36 + 10 pairs, 8 + 10 KV tokens, 2 seqs
   const StepCost c = m.breakdown(w);
-  // gemm: 2 · roofline (9 tokens · 1 FLOP) + 0.25 · 9; attention 0.5 · 46; 3 + 2 · 2.
+  // gemm: 2 · roofline (9 tokens · 1 FLOP) + 0.25 · 9; attention 0.5 · 46 + 0.125 · 18; 3 + 2 · 2.
   EXPECT_DOUBLE_EQ(c.gemm_s, 2 * 9.0 + 0.25 * 9);
-  EXPECT_DOUBLE_EQ(c.attention_s, 23.0);
+  EXPECT_DOUBLE_EQ(c.attention_s, 23.0 + 2.25);
   EXPECT_DOUBLE_EQ(c.overhead_s, 7.0);
   // Another shape falls back to the roofline and the table's step overhead.
   ModelShape other = toy_shape();
@@ -168,6 +169,7 @@ TEST(StepCalibration, JsonRoundTripAndErrors) {
   cal.per_seq_s = 2e-5;
   cal.per_token_s = 3e-6;
   cal.per_pair_s = 4e-9;
+  cal.per_kv_token_s = 6e-8;
   cal.gemm_scale = 1.5;
   cal.num_samples = 12;
   cal.rms_rel_error = 0.05;
@@ -179,6 +181,7 @@ TEST(StepCalibration, JsonRoundTripAndErrors) {
   const StepCalibration& b = back->calibrations[0];
   EXPECT_EQ(b.model, "qwen3/tiny");
   EXPECT_EQ(b.per_pair_s, 4e-9);
+  EXPECT_EQ(b.per_kv_token_s, 6e-8);
   EXPECT_EQ(b.gemm_scale, 1.5);
   EXPECT_EQ(b.num_samples, 12);
   EXPECT_EQ(back->net_bytes_per_s, 7);
@@ -188,6 +191,16 @@ TEST(StepCalibration, JsonRoundTripAndErrors) {
   ASSERT_FALSE(bad.is_ok());
   EXPECT_NE(bad.status().message().find("calibrations[0]"), std::string::npos);
   EXPECT_NE(bad.status().message().find("per_token_s"), std::string::npos);
+  // Tables written before the KV-token term load with it at 0; a negative one is refused.
+  j = to_json(hw);
+  j["calibrations"][0].erase("per_kv_token_s");
+  auto old = hardware_from_json(j, "old.json");
+  ASSERT_TRUE(old.is_ok()) << old.status().to_string();
+  EXPECT_EQ(old->calibrations[0].per_kv_token_s, 0.0);
+  j["calibrations"][0]["per_kv_token_s"] = -1e-9;
+  auto neg = hardware_from_json(j, "prof.json");
+  ASSERT_FALSE(neg.is_ok());
+  EXPECT_NE(neg.status().message().find("per_kv_token_s"), std::string::npos);
 }
 
 }  // namespace

@@ -38,6 +38,7 @@ TEST(StepFit, RecoversTheCoefficientsThatMadeTheTimes) {
   truth.per_seq_s = 1.5e-3;
   truth.per_token_s = 2e-5;
   truth.per_pair_s = 4e-9;
+  truth.per_kv_token_s = 3e-7;
   truth.gemm_scale = 1.2;
   HardwareProfile with = hw;
   with.calibrations = {truth};
@@ -50,6 +51,7 @@ TEST(StepFit, RecoversTheCoefficientsThatMadeTheTimes) {
   EXPECT_NEAR(fit->per_seq_s, truth.per_seq_s, 1e-9);
   EXPECT_NEAR(fit->per_token_s, truth.per_token_s, 1e-10);
   EXPECT_NEAR(fit->per_pair_s, truth.per_pair_s, 1e-13);
+  EXPECT_NEAR(fit->per_kv_token_s, truth.per_kv_token_s, 1e-11);
   EXPECT_NEAR(fit->gemm_scale, truth.gemm_scale, 1e-6);
   EXPECT_LT(fit->rms_rel_error, 1e-9);
   EXPECT_EQ(fit->num_samples, static_cast<int64_t>(steps.size()));
@@ -65,17 +67,17 @@ TEST(StepFit, CoefficientsNeverNegative) {
   for (MeasuredStep& s : steps) s.seconds = 0.1 / static_cast<double>(s.chunks.size());
   auto fit = fit_step_calibration(steps, roofline, "toy");
   ASSERT_TRUE(fit.is_ok());
-  for (double c : {fit->step_s, fit->per_seq_s, fit->per_token_s, fit->per_pair_s, fit->gemm_scale})
+  for (double c : {fit->step_s, fit->per_seq_s, fit->per_token_s, fit->per_pair_s, fit->per_kv_token_s, fit->gemm_scale})
     EXPECT_GE(c, 0.0);
 }
 
 TEST(StepFit, TooFewStepsIsAnError) {
   const HardwareProfile hw{"t", 1e10, 1e10, 1e10, 0, 0, 1e12, 0, {}};
   const RooflineCostModel roofline(toy_shape(), hw);
-  std::vector<MeasuredStep> steps(3, MeasuredStep{{ChunkWork{0, 4}}, 0.01});
+  std::vector<MeasuredStep> steps(5, MeasuredStep{{ChunkWork{0, 4}}, 0.01});
   auto fit = fit_step_calibration(steps, roofline, "toy");
   ASSERT_FALSE(fit.is_ok());
-  EXPECT_NE(fit.status().message().find("at least 5"), std::string::npos);
+  EXPECT_NE(fit.status().message().find("at least 6"), std::string::npos);
 }
 
 }  // namespace
