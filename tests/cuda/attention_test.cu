@@ -196,6 +196,7 @@ TEST_P(PagedAttentionTest, MatchesFloat64Reference) {
 }
 
 std::vector<int64_t> ones(size_t n) { return std::vector<int64_t>(n, 1); }
+std::vector<int64_t> long_mixed_contexts() { return {32768, 20000, 777, 32767, 1, 9000, 31000, 16384}; }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionTest,
                          ::testing::Values(
@@ -216,6 +217,12 @@ INSTANTIATE_TEST_SUITE_P(Shapes, PagedAttentionTest,
                              AttnCase{
                                  "DecodeForcedSplit64", 32, 8, 128, 16, {1000, 65, 64, 1}, ones(4), true, 64},
                              AttnCase{"DecodeNoSplitLong", 16, 4, 128, 16, {3000}, ones(1), true, 1 << 20},
+                             // Long contexts with the automatic split (one wave of partitions):
+                             // 8 sequences up to 32K (one of 1 key, one ending mid-block), one of
+                             // 128K; and 79 forced partitions (the merge's several rounds).
+                             AttnCase{"DecodeLong32Kx8", 16, 4, 128, 16, long_mixed_contexts(), ones(8)},
+                             AttnCase{"DecodeLong128K", 8, 2, 128, 16, {131072}, ones(1)},
+                             AttnCase{"DecodeForcedSplit79D64", 8, 2, 64, 16, {5000, 3}, ones(2), true, 64},
                              // A mixed step: decodes, a chunk, and a sequence with no new token.
                              AttnCase{"MixedStep", 16, 4, 128, 16, {300, 45, 1000, 12}, {1, 45, 33, 0}},
                              // Not causal (every key visible), prefill and decode shapes.
@@ -276,6 +283,54 @@ TEST(PagedAttentionSplit, TwoPartialsMergedEqualFull) {
   split_property(128, 1);  // decode shape
   split_property(64, 1);
   split_property(128, 9);  // prefill shape (9 queries per sequence)
+}
+
+// The split decode's merge is launched as a programmatic dependent of the attention grid; in
+// a CUDA graph (how the model replays decode steps) that becomes a programmatic edge. A replay
+// into poisoned outputs must give the eager result bit for bit, on both automatic and forced
+// splits.
+TEST(PagedAttention, SplitDecodeInACudaGraphEqualsEager) {
+  for (const int64_t partition : {int64_t{0}, int64_t{128}}) {
+    Rng rng;
+    SCOPED_TRACE("seed " + std::to_string(rng.seed) + " partition " + std::to_string(partition));
+    AttnCase c{"graph", 32, 8, 128, 16, {9000, 3000, 1}, ones(3), true, partition};
+    PagedBatch b(c, rng);
+    DeviceBatch d(b);
+    PagedAttentionParams p = make_params(b, d);
+    const size_t ws_bytes = paged_attention_workspace_bytes(p, b.total_q);
+    ASSERT_GT(ws_bytes, 0u) << "the case must split";
+    DeviceBuffer<uint8_t> ws(ws_bytes);
+    p.workspace = ws.get();
+    p.workspace_bytes = ws_bytes;
+    LAUNCH_OK(paged_attention(p, b.total_q, nullptr));
+    const auto eager = d.out.download();
+    const auto eager_lse = d.lse.download();
+    std::vector<double> ref, ref_lse;
+    b.reference(ref, ref_lse);
+    EXPECT_LE(rel_error(eager, ref), kOutBound);
+
+    cudaStream_t st;
+    CUDA_OK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CUDA_OK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    ASSERT_EQ(cudaSuccess, paged_attention(p, b.total_q, st));
+    CUDA_OK(cudaStreamEndCapture(st, &g));
+    CUDA_OK(cudaGraphInstantiate(&ge, g, 0));
+    for (int rep = 0; rep < 3; ++rep) {
+      d.out.poison();
+      d.lse.poison();
+      ws.poison();
+      CUDA_OK(cudaDeviceSynchronize());  // the poison (legacy stream) lands before the replay
+      CUDA_OK(cudaGraphLaunch(ge, st));
+      CUDA_OK(cudaStreamSynchronize(st));
+      EXPECT_EQ(d.out.download(), eager) << "replay " << rep;
+      EXPECT_EQ(d.lse.download(), eager_lse) << "replay " << rep;
+    }
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    cudaStreamDestroy(st);
+  }
 }
 
 TEST(PagedAttention, RejectsBadShapes) {
