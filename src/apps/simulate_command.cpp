@@ -46,6 +46,7 @@ struct SimulateFlags {
   std::string compare, plot, plot_title, requests_json_file;
   bool json = false;
   double ttft_slo = 0.5, ttft_slo_per_token = 0.0, tbt_slo = 0.1;
+  double request_overhead = 0.0;
   bool adaptive = false;
   int64_t min_chunk = 256;
   double long_prefill_share = 0.4;
@@ -218,6 +219,7 @@ int run_simulate(const SimulateFlags& f) {
     cfg.policy = v.policy;
     cfg.deadlines.ttft_slo_s = f.ttft_slo;
     cfg.deadlines.ttft_slo_per_token_s = f.ttft_slo_per_token;
+    cfg.request_overhead_s = f.request_overhead;
     if (v.adaptive) {
       AdaptiveChunkConfig a;
       a.tbt_slo_s = f.tbt_slo;
@@ -321,6 +323,9 @@ void add_simulate_command(CLI::App& app, CommandRunner& run) {
   cmd->add_option("--hardware", f->hardware, "Hardware profile JSON file (instead of --gpu; `bench profile` writes one)");
   cmd->add_flag("--json", f->json, "Print the summary as one JSON object");
   cmd->add_option("--ttft-slo", f->ttft_slo, "Base TTFT deadline, seconds (edf, lrs)")->capture_default_str();
+  cmd->add_option("--request-overhead", f->request_overhead,
+                  "Seconds a request spends in the serving path before the scheduler sees it (counted in TTFT)")
+      ->capture_default_str();
   cmd->add_option("--ttft-slo-per-token", f->ttft_slo_per_token, "TTFT allowance per prompt token, seconds")
       ->capture_default_str();
   cmd->add_option("--tbt-slo", f->tbt_slo, "Step time that adaptive chunks keep within, seconds")

@@ -54,6 +54,9 @@ Result<SimResult> simulate(const std::vector<TraceRequest>& trace, const SimConf
 Result<SimResult> simulate_pools(const std::vector<TraceRequest>& trace, const SimConfig& cfg,
                                  const std::vector<SimPool>& pools) {
   if (pools.empty()) return invalid_argument("simulation needs at least one pool");
+  if (!(cfg.request_overhead_s >= 0))
+    return invalid_argument("--request-overhead must be >= 0 seconds, got " + std::to_string(cfg.request_overhead_s));
+  const double overhead = cfg.request_overhead_s;
   if (cfg.adaptive_chunking)
     if (Status st = cfg.adaptive_chunking->validate(); !st.is_ok()) return st;
   std::vector<std::unique_ptr<Replica>> replicas;
@@ -140,7 +143,7 @@ Result<SimResult> simulate_pools(const std::vector<TraceRequest>& trace, const S
     r->token_ids.assign(static_cast<size_t>(t.prompt_tokens), 0);
     r->num_prompt_tokens = t.prompt_tokens;
     r->max_tokens = t.output_tokens;
-    r->arrival_time_s = t.arrival_s;
+    r->arrival_time_s = t.arrival_s + overhead;
     if (Status st = rep->sched->add_request(r.get()); !st.is_ok()) {
       rec.rejected = true;
       rec.reject_reason = st.message();
@@ -150,13 +153,13 @@ Result<SimResult> simulate_pools(const std::vector<TraceRequest>& trace, const S
     live.emplace(r->id, std::move(r));
     if (rep->idle) {
       rep->idle = false;
-      rep->ready_s = std::max(rep->ready_s, t.arrival_s);
+      rep->ready_s = std::max(rep->ready_s, t.arrival_s + overhead);
     }
   };
 
   size_t next = 0;
   while (true) {
-    const double arrival_s = next < trace.size() ? trace[next].arrival_s : kNever;
+    const double arrival_s = next < trace.size() ? trace[next].arrival_s + overhead : kNever;
     Replica* rep = nullptr;
     for (auto& r : replicas)
       if (!r->idle && (!rep || r->ready_s < rep->ready_s)) rep = r.get();

@@ -42,6 +42,10 @@ struct SimConfig {
   std::string policy = "fcfs";
   DeadlineConfig deadlines;
   std::optional<AdaptiveChunkConfig> adaptive_chunking;  // nullopt: fixed chunks (the budget)
+  // What serving a request costs outside the engine's steps (HTTP, tokenization, the
+  // stream's first write): a request reaches the scheduler this long after its arrival,
+  // and its TTFT includes it. `fidelity.sh` measures it on the real server (--request-overhead).
+  double request_overhead_s = 0;
 };
 
 // One pool of identical replicas. kv and max_model_len are per replica.

@@ -57,6 +57,31 @@ TEST(Simulator, ConstantCostMatchesHandTimeline) {
   EXPECT_DOUBLE_EQ(classes[2].throughput_tok_s, (13 + 6 + 4) / 1.125);
 }
 
+// A request overhead delays when each request reaches the scheduler; TTFT counts it
+// from the trace's arrival. With 0.5 s (exact in binary) the hand timeline above shifts:
+//   R0 reaches the engine at .5: steps [.5,.625] [.625,.75] → token 1 at .75 (TTFT .75)
+//   R1 reaches it at .7, mid-step 2: step 3 [.75,.875] → its token 1 at .875 (TTFT .675)
+//   R2 reaches it at 1.5: its token at 1.625 (TTFT .625)
+TEST(Simulator, RequestOverheadDelaysAdmissionAndCountsInTtft) {
+  const std::vector<TraceRequest> trace = {{0.0, 10, 3}, {0.2, 4, 2}, {1.0, 3, 1}};
+  ConstantCostModel cost(0.125);
+  SimConfig cfg = small_config(8);
+  cfg.request_overhead_s = 0.5;
+  auto res = simulate(trace, cfg, cost);
+  ASSERT_TRUE(res.is_ok()) << res.status().to_string();
+  const auto& r = res->requests;
+  EXPECT_DOUBLE_EQ(r[0].arrival_s, 0.0);
+  EXPECT_DOUBLE_EQ(r[0].ttft_s(), 0.75);
+  EXPECT_EQ(r[0].tbt_s, (std::vector<double>{0.125, 0.125}));
+  EXPECT_DOUBLE_EQ(r[1].ttft_s(), 0.875 - 0.2);
+  EXPECT_DOUBLE_EQ(r[2].ttft_s(), 1.625 - 1.0);
+  EXPECT_EQ(res->num_steps, 5);
+  cfg.request_overhead_s = -1;
+  auto bad = simulate(trace, cfg, cost);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("--request-overhead"), std::string::npos);
+}
+
 TEST(Simulator, RejectsWhatCanNeverRun) {
   const std::vector<TraceRequest> trace = {{0.0, 5000, 1}, {0.0, 5, 1}};
   ConstantCostModel cost(0.5);
