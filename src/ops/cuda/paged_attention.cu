@@ -6,6 +6,7 @@
 
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/paged_attention.h"
+#include "ops/cuda/paged_prefill_sm90.h"
 
 namespace longctx::cuda {
 namespace {
@@ -726,6 +727,9 @@ cudaError_t paged_attention(const PagedAttentionParams& p, int64_t total_q, cuda
     kp.ws_o = static_cast<float*>(p.workspace);
     kp.ws_lse = reinterpret_cast<float*>(static_cast<unsigned char*>(p.workspace) + o_bytes);
   }
+  // Hopper: prefill without a key split runs on the wgmma kernel (paged_prefill_sm90.h).
+  if (!pl.decode && pl.num_splits == 1 && paged_prefill_sm90_eligible(p))
+    return paged_prefill_sm90(p, total_q, stream);
   const int ns = static_cast<int>(p.num_seqs), hkv = static_cast<int>(p.num_kv_heads);
   cudaError_t e = cudaSuccess;
   switch (p.head_dim) {
