@@ -3,7 +3,8 @@
 # (docs/scheduling.md, "Fidelity"): one trace of mixed requests is
 #   1. served for real: `longctx serve` + `longctx bench serve --dataset TRACE`,
 #   2. simulated: `longctx simulate --trace TRACE --hardware PROFILE` with the table that
-#      `longctx bench profile --model DIR` measured on this machine just before,
+#      `longctx bench profile --model DIR` measured on this machine just before, and the
+#      serving path's per-request overhead measured on the same server by a probe,
 # and the per-class median and p90 TTFT and TBT are compared (bench/fidelity_compare.py).
 #
 #   bash bench/fidelity.sh MODEL_DIR [N] [WORKLOAD] [LONG_THRESHOLD]
@@ -41,6 +42,16 @@ for _ in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$port/health" > /dev/null && break
   sleep 0.5
 done
+# The serving path's own cost per request (HTTP, tokenization, the stream's first write):
+# 30 short requests one at a time, client TTFT minus their steps in the step log
+# (bench/request_overhead.py); the simulator adds it to every request (--request-overhead).
+python3 -c 'import json
+for i in range(30): print(json.dumps({"arrival_s": 0.25 * i, "prompt_tokens": 64, "output_tokens": 2}))' \
+  > "$out/probe_trace.jsonl"
+"$bin" bench serve --base-url "http://127.0.0.1:$port" --dataset "$out/probe_trace.jsonl" --num-prompts 30 \
+  --vocab-size 1000 --result-json "$out/probe_serve.json" --max-duration 120 > "$out/probe_bench_serve.txt"
+overhead=$(python3 bench/request_overhead.py "$out/probe_serve.json" "$out/steps.jsonl" 2> >(tee -a "$out/load.txt" >&2))
+probe_steps=$(wc -l < "$out/steps.jsonl")
 start=$(date +%s)
 "$bin" bench serve --base-url "http://127.0.0.1:$port" --dataset "$out/trace.jsonl" --num-prompts "$n" \
   --vocab-size 1000 --result-json "$out/serve.json" --max-duration 1800 | tee "$out/bench_serve.txt"
@@ -48,9 +59,12 @@ echo "served $n requests in $(( $(date +%s) - start )) s; load after: $(cut -d' 
   | tee -a "$out/load.txt"
 kill $server; wait $server 2>/dev/null || true
 trap - EXIT
+tail -n +$((probe_steps + 1)) "$out/steps.jsonl" > "$out/trace_steps.jsonl"
 
 "$bin" simulate --trace "$out/trace.jsonl" --model "$model" --hardware "$out/profile.json" \
   --kv-cache-tokens 1000000 --max-num-batched-tokens 2048 --max-num-seqs 256 --long-threshold $threshold \
-  --requests-json "$out/sim_requests.json" --json > "$out/sim.json"
+  --request-overhead "$overhead" --requests-json "$out/sim_requests.json" --json > "$out/sim.json"
 python3 bench/fidelity_compare.py "$out/serve.json" "$out/sim_requests.json" $threshold | tee "$out/compare.md"
+# Every step of the trace's run priced by the calibration, by kind of step.
+python3 bench/step_fidelity.py "$out/trace_steps.jsonl" "$out/profile.json" | tee "$out/steps.md"
 echo "results in $out"
