@@ -1,6 +1,12 @@
 #include "apps/engine_flags.h"
 
+#include <cstdio>
+
 #include "apps/layout_flags.h"
+#include "core/logging.h"
+#ifdef LONGCTX_HAS_CUDA
+#include "exec/cuda_model_runner.h"
+#endif
 
 namespace longctx::apps {
 
@@ -38,6 +44,14 @@ void EngineFlags::add_to(CLI::App& cmd) {
   cmd.add_option("--step-log", step_log,
                  "Write one JSON line per engine step (start, duration, chunks) to this file: "
                  "bench/step_fidelity.py compares it with the cost model");
+  cmd.add_option("--device", device, "Where the model runs: cpu, or cuda (one GPU; dense Llama/Qwen2/Qwen3)")
+      ->capture_default_str();
+  cmd.add_option(
+         "--gpu-memory-utilization", gpu_memory_utilization,
+         "--device cuda: fraction of the GPU's memory for weights, activations and the KV cache (the KV "
+         "pool is what is left; --kv-cache-memory is not used)")
+      ->capture_default_str();
+  cmd.add_flag("--enforce-eager", enforce_eager, "--device cuda: no CUDA graphs for decode steps");
   cmd.add_option("--threads-per-rank", threads_per_rank, "OpenMP threads per rank (0 = cores / ranks)")
       ->capture_default_str()
       ->group("Parallel layout");
@@ -50,6 +64,69 @@ ParallelConfig EngineFlags::layout() const {
 }
 
 bool EngineFlags::has_layout() const { return int64_t{parallel.tp} * parallel.pp * parallel.cp * parallel.kvp > 1; }
+
+int EngineFlags::check_device_or_exit(const std::string& model_dir) const {
+  auto usage = [](const std::string& msg) {
+    std::fprintf(stderr, "error: %s\n", msg.c_str());
+    return kLayoutErrorExitCode;  // a usage error, as CLI11's
+  };
+  if (device != "cpu" && device != "cuda") return usage("--device must be cpu or cuda, got '" + device + "'");
+  if (!on_gpu()) return 0;
+#ifndef LONGCTX_HAS_CUDA
+  (void)model_dir;
+  return usage(
+      "--device cuda: this build has no CUDA backend (configure with -DLONGCTX_CUDA=ON on a machine "
+      "with nvcc), use --device cpu");
+#else
+  if (!(gpu_memory_utilization > 0.0 && gpu_memory_utilization <= 1.0))
+    return usage("--gpu-memory-utilization must be in (0, 1], got " + std::to_string(gpu_memory_utilization));
+  if (has_layout())
+    return usage(
+        "--device cuda runs on one GPU; parallel layouts (--tp --pp --cp --dcp --kvp) run on CPU ranks "
+        "only so far: drop them or use --device cpu");
+  auto mc = load_model_config(model_dir);
+  if (!mc.is_ok()) return 0;  // the loader reports it
+  if (mc->is_moe() || mc->is_mla())
+    return usage(std::string("--device cuda runs dense Llama, Qwen2 and Qwen3 models; ") +
+                 architecture_name(mc->arch) + " (MoE or MLA) runs on --device cpu only so far");
+  return 0;
+#endif
+}
+
+void EngineFlags::adjust_load_options(ModelLoadOptions& load, bool dtype_given) const {
+  if (on_gpu() && !dtype_given) load.dtype = DType::kBF16;
+}
+
+Result<std::unique_ptr<ModelExecutor>> EngineFlags::make_executor(const DenseModel& model,
+                                                                  const EngineConfig& cfg) const {
+  if (!on_gpu()) return std::unique_ptr<ModelExecutor>();
+#ifndef LONGCTX_HAS_CUDA
+  (void)model, (void)cfg;
+  return invalid_argument("--device cuda: this build has no CUDA backend");
+#else
+  cuda::CudaModelOptions o;
+  o.max_num_batched_tokens = cfg.scheduler.max_num_batched_tokens;
+  o.max_num_seqs = cfg.scheduler.max_num_seqs;
+  o.block_size = cfg.block_size;
+  o.max_model_len = cfg.scheduler.max_model_len;  // 0: the config's, as the engine's
+  o.gpu_memory_utilization = gpu_memory_utilization;
+  o.cuda_graphs = !enforce_eager;
+  auto runner = CudaModelRunner::create(model.config(), model.weights(), o);
+  if (!runner.is_ok()) return Status(runner.status().code(), "--device cuda: " + runner.status().message());
+  const cuda::MemoryPlan& plan = (*runner)->model().memory_plan();
+  LCTX_LOG_INFO("--device cuda: {}", plan.to_string());
+  return std::unique_ptr<ModelExecutor>(std::move(*runner));
+#endif
+}
+
+Result<std::unique_ptr<LLMEngine>> EngineFlags::create_engine(const DenseModel& model,
+                                                              const Tokenizer* tokenizer,
+                                                              const EngineConfig& cfg) const {
+  auto executor = make_executor(model, cfg);
+  if (!executor.is_ok()) return executor.status();
+  if (!*executor) return LLMEngine::create(model, tokenizer, cfg);
+  return LLMEngine::create(model, tokenizer, cfg, std::move(*executor));
+}
 
 EngineConfig EngineFlags::to_config() const {
   EngineConfig c;

@@ -4,8 +4,12 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <memory>
+#include <string>
 
 #include "engine/llm_engine.h"
+#include "exec/model_executor.h"
+#include "model/dense_model.h"
 
 namespace longctx::apps {
 
@@ -25,6 +29,10 @@ struct EngineFlags {
   ParallelConfig parallel;
   int64_t spp_chunk = 0;
   int threads_per_rank = 0;
+  // --device cuda: the engine runs the GPU model (exec/cuda_model_runner.h) on one GPU.
+  std::string device = "cpu";
+  double gpu_memory_utilization = 0.9;
+  bool enforce_eager = false;
   std::string step_log;
 
   void add_to(CLI::App& cmd);
@@ -32,6 +40,22 @@ struct EngineFlags {
   // The layout as the engine will build it (block size from --block-size).
   ParallelConfig layout() const;
   bool has_layout() const;  // more than one rank
+  bool on_gpu() const { return device == "cuda"; }
+
+  // --device against this build and the model in `model_dir` (before the weights load): an
+  // unknown device, cuda in a build without the backend, cuda with a parallel layout or a
+  // model family the GPU model lacks (MoE, MLA) print "error: ..." and return 2; else 0.
+  int check_device_or_exit(const std::string& model_dir) const;
+  // How the weights load: bf16 on the host for --device cuda (what the GPU holds) unless
+  // --dtype says otherwise.
+  void adjust_load_options(ModelLoadOptions& load, bool dtype_given) const;
+  // The executor for `cfg` (null: the engine's CPU runner). --device cuda uploads the weights
+  // and plans the GPU memory here.
+  Result<std::unique_ptr<ModelExecutor>> make_executor(const DenseModel& model,
+                                                       const EngineConfig& cfg) const;
+  // LLMEngine::create on make_executor's executor.
+  Result<std::unique_ptr<LLMEngine>> create_engine(const DenseModel& model, const Tokenizer* tokenizer,
+                                                   const EngineConfig& cfg) const;
 };
 
 }  // namespace longctx::apps

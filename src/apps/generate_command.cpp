@@ -69,13 +69,14 @@ int print_result(const GenerateFlags& f, const Tokenizer* tok, const std::vector
   return 0;
 }
 
-// One prompt under a parallel layout: the engine drives the ranks (the single-sequence
-// generate() path is one rank only). --prefill-chunk becomes the step's token budget.
+// One prompt under a parallel layout or on the GPU: the engine drives the ranks or the GPU
+// (the single-sequence generate() path is one CPU rank only). --prefill-chunk becomes the
+// step's token budget.
 int run_on_engine(const GenerateFlags& f, const DenseModel& model, const Tokenizer* tok,
                   const std::vector<int32_t>& prompt) {
   EngineConfig cfg = f.engine.to_config();
   if (f.prefill_chunk > 0) cfg.scheduler.max_num_batched_tokens = f.prefill_chunk;
-  auto engine = LLMEngine::create(model, tok, cfg);
+  auto engine = f.engine.create_engine(model, tok, cfg);
   if (!engine.is_ok()) return fail(engine.status().message());
   GenerationRequest req;
   req.prompt_token_ids = prompt;
@@ -101,7 +102,9 @@ int run_on_engine(const GenerateFlags& f, const DenseModel& model, const Tokeniz
       if (o.finished) finish_reason = o.finish_reason;
     }
   }
-  if (finish_reason == "abort") return fail("generation failed under the layout " + (*engine)->layout().to_string());
+  if (finish_reason == "abort")
+    return fail(f.engine.on_gpu() ? "generation failed on the GPU (the log says why)"
+                                  : "generation failed under the layout " + (*engine)->layout().to_string());
   return print_result(f, tok, prompt, tokens, finish_reason, stream);
 }
 
@@ -113,6 +116,7 @@ int run_generate(const GenerateFlags& f) {
 
   // An impossible layout is a usage error, caught before the weights load.
   if (int rc = check_layout_or_exit(f.engine.layout(), f.model); rc != 0) return rc;
+  if (int rc = f.engine.check_device_or_exit(f.model); rc != 0) return rc;
 
   ModelLoadOptions load_opts;
   if (!f.dtype.empty()) {
@@ -120,6 +124,7 @@ int run_generate(const GenerateFlags& f) {
     if (!dt.is_ok()) return fail("--dtype: " + dt.status().message());
     load_opts.dtype = *dt;
   }
+  f.engine.adjust_load_options(load_opts, !f.dtype.empty());
   auto model = DenseModel::load(f.model, load_opts);
   if (!model.is_ok()) return fail(model.status().message());
 
@@ -139,7 +144,7 @@ int run_generate(const GenerateFlags& f) {
       auto t = ChatTemplate::load(f.model);
       if (t.is_ok()) tmpl = std::move(*t);  // lines with "messages" report its absence
     }
-    auto engine = LLMEngine::create(*model, tok ? &*tok : nullptr, f.engine.to_config());
+    auto engine = f.engine.create_engine(*model, tok ? &*tok : nullptr, f.engine.to_config());
     if (!engine.is_ok()) return fail(engine.status().message());
     return run_batch_file(f.batch_file, **engine, tok ? &*tok : nullptr, tmpl ? &*tmpl : nullptr,
                           {f.max_tokens, f.temperature});
@@ -164,7 +169,8 @@ int run_generate(const GenerateFlags& f) {
     prompt = *ids;
   }
 
-  if (f.engine.has_layout()) return run_on_engine(f, *model, tok ? &*tok : nullptr, prompt);
+  if (f.engine.has_layout() || f.engine.on_gpu())
+    return run_on_engine(f, *model, tok ? &*tok : nullptr, prompt);
 
   GenerationOptions opts;
   opts.max_new_tokens = f.max_tokens;

@@ -31,6 +31,13 @@ int run_serve(const ServeFlags& f) {
     if (!dt.is_ok()) return fail("--dtype: " + dt.status().message());
     opts.load.dtype = *dt;
   }
+  f.engine.adjust_load_options(opts.load, !f.dtype.empty());
+  if (f.engine.on_gpu()) {
+    // The server layer knows no device: it gets the executor from here, made on the weights it loads.
+    opts.make_executor = [engine = f.engine](const DenseModel& m, const EngineConfig& cfg) {
+      return engine.make_executor(m, cfg);
+    };
+  }
   opts.engine = f.engine.to_config();
   opts.engine.max_waiting = f.max_waiting;
   opts.engine.limits.max_n = f.server.limits.max_n;
@@ -38,6 +45,7 @@ int run_serve(const ServeFlags& f) {
   opts.engine.limits.max_stop_string_bytes = f.server.limits.max_stop_string_bytes;
   if (Status st = opts.engine.validate(); !st.is_ok()) return fail(st.message());
   if (int rc = check_layout_or_exit(f.engine.layout(), f.model); rc != 0) return rc;  // refuse to start
+  if (int rc = f.engine.check_device_or_exit(f.model); rc != 0) return rc;
 
   // SIGTERM/SIGINT are taken by sigwait below: block them before any thread starts so
   // every thread inherits the mask and none is interrupted.

@@ -14,6 +14,7 @@ struct LLMEngine::Sequence {
   RequestId user_id = 0;
   int64_t index = 0;
   std::shared_ptr<const GenerationRequest> params;
+  uint64_t seed = 0;  // its random stream's start (the CPU Sampler's and the device's)
   cpu::Sampler sampler;
   std::optional<IncrementalDetokenizer> detok;
   StopChecker stop;
@@ -23,8 +24,11 @@ struct LLMEngine::Sequence {
   std::vector<std::optional<TokenLogprob>> prompt_logprobs;
   bool prompt_logprobs_sent = false;
 
-  Sequence(std::shared_ptr<const GenerationRequest> p, uint64_t seed)
-      : params(std::move(p)), sampler(params->sampling, seed), stop(params->stop, params->include_stop_str_in_output) {}
+  Sequence(std::shared_ptr<const GenerationRequest> p, uint64_t stream_seed)
+      : params(std::move(p)),
+        seed(stream_seed),
+        sampler(params->sampling, stream_seed),
+        stop(params->stop, params->include_stop_str_in_output) {}
 };
 
 Status EngineConfig::validate() const {
@@ -51,6 +55,12 @@ LLMEngine::LLMEngine(const DenseModel& model, const Tokenizer* tokenizer, Engine
 
 Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, const Tokenizer* tokenizer,
                                                      EngineConfig cfg) {
+  return create(model, tokenizer, std::move(cfg), nullptr);
+}
+
+Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, const Tokenizer* tokenizer,
+                                                     EngineConfig cfg,
+                                                     std::unique_ptr<ModelExecutor> executor) {
   LONGCTX_RETURN_IF_ERROR(cfg.validate());
   const ModelConfig& mc = model.config();
   if (cfg.scheduler.max_model_len == 0) cfg.scheduler.max_model_len = mc.max_position_embeddings;
@@ -63,6 +73,13 @@ Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, co
   auto layout = ParallelLayout::create(pc, ShardedDenseModel::layout_dims(mc));
   if (!layout.is_ok()) return layout.status();
   const bool parallel = layout->world_size() > 1;
+  if (executor && parallel)
+    return invalid_argument(
+        "--device cuda runs on one GPU; the parallel layout " + layout->to_string() +
+        " runs on CPU ranks only so far (drop --tp/--pp/--cp/--dcp/--kvp or use --device cpu)");
+  if (executor && executor->block_size() != cfg.block_size)
+    return internal_error("the executor's KV blocks hold " + std::to_string(executor->block_size()) +
+                          " tokens, the engine's --block-size is " + std::to_string(cfg.block_size));
   if (!parallel && cfg.spp_chunk_tokens > 0)
     LCTX_LOG_WARN("--spp-chunk {} has no effect without --pp > 1", cfg.spp_chunk_tokens);
 
@@ -78,7 +95,8 @@ Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, co
     rank_shape.num_kv_heads = layout->num_local_kv_heads();
     per_block = rank_shape.bytes_per_block();
   }
-  int64_t num_blocks = cfg.num_kv_blocks;  // under a layout: per rank
+  // With an executor its cache decides (the GPU's memory plan): the pool mirrors it block for block.
+  int64_t num_blocks = executor ? executor->num_kv_blocks() : cfg.num_kv_blocks;  // under a layout: per rank
   if (num_blocks <= 0) {
     num_blocks = cfg.kv_cache_memory_bytes / per_block;
     if (num_blocks < 2)
@@ -108,9 +126,10 @@ Result<std::unique_ptr<LLMEngine>> LLMEngine::create(const DenseModel& model, co
   if (!policy.is_ok()) return policy.status();
   cfg.chunking.max_num_batched_tokens = cfg.scheduler.max_num_batched_tokens;
   if (cfg.adaptive_chunking) LONGCTX_RETURN_IF_ERROR(cfg.chunking.validate());
-  // Under a layout the KV lives on the ranks; the single-rank paged cache stays empty.
-  std::unique_ptr<LLMEngine> e(
-      new LLMEngine(model, tokenizer, cfg, model.kv_cache_shape(parallel ? 0 : num_blocks, cfg.block_size)));
+  // Under a layout (or on an executor's device) the KV lives there; the single-rank paged cache stays empty.
+  std::unique_ptr<LLMEngine> e(new LLMEngine(
+      model, tokenizer, cfg, model.kv_cache_shape(parallel || executor ? 0 : num_blocks, cfg.block_size)));
+  e->executor_ = std::move(executor);
   e->cost_model_ = std::move(cost);
   e->layout_ = *layout;
   e->num_kv_blocks_ = pool_blocks;
@@ -329,8 +348,30 @@ std::vector<RequestOutput> LLMEngine::step() {
       return s.params->prompt_logprobs >= 0 && s.index == 0 && s.prompt_logprobs_done < s.req.num_prompt_tokens;
     };
     auto request = [&](RequestId id) -> const Request& { return sequences_.at(id)->req; };
-    auto logits = parallel_ ? parallel_->run(plan, request, wants_prompt_rows)
-                            : runner_.run(plan, request, wants_prompt_rows);
+    // What the executor may sample itself: no penalties, no banned tokens (min_tokens not yet
+    // reached), no top-N logprobs — the steps that need no token history.
+    auto device_sample = [&](RequestId id) -> std::optional<DeviceSampling> {
+      const Sequence& s = *sequences_.at(id);
+      const cpu::SamplingParams& sp = s.params->sampling;
+      if (sp.repetition_penalty != 1.0f || sp.presence_penalty != 0.0f || sp.frequency_penalty != 0.0f ||
+          sp.logprobs > 0)
+        return std::nullopt;
+      if (s.req.num_output_tokens() < s.params->min_tokens &&
+          (!eos_ids_.empty() || !s.params->stop_token_ids.empty()))
+        return std::nullopt;
+      DeviceSampling d;
+      d.temperature = sp.temperature;
+      d.top_k = sp.top_k;
+      d.top_p = sp.top_p;
+      d.min_p = sp.min_p;
+      d.seed = s.seed;
+      d.offset = static_cast<uint64_t>(s.req.num_output_tokens());
+      d.logprob = sp.logprobs == 0;
+      return d;
+    };
+    auto logits = executor_   ? executor_->run(plan, request, wants_prompt_rows, device_sample)
+                  : parallel_ ? parallel_->run(plan, request, wants_prompt_rows)
+                              : runner_.run(plan, request, wants_prompt_rows, {});
     if (!logits.is_ok()) {
       // The model failed on this batch: its requests end with "abort"; others go on.
       LCTX_LOG_ERROR("step failed: {}", logits.status().to_string());
@@ -360,7 +401,12 @@ std::vector<RequestOutput> LLMEngine::step() {
             s.prompt_logprobs_done = pos + 1;
           }
         }
-        if (c.sample) {
+        if (c.sample && rows.sampled_on_device) {
+          cpu::Sampler::Sample sample;
+          sample.token = rows.token;
+          sample.logprob = rows.logprob;
+          append_token(s, sample.token, &sample, out);
+        } else if (c.sample) {
           float* row = base + (rows.num_rows - 1) * vocab;
           std::vector<int32_t> banned;
           if (s.req.num_output_tokens() < s.params->min_tokens) {

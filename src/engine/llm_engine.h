@@ -2,6 +2,11 @@
 // (sched/), runs the plan (exec/), samples, appends, checks stop conditions, frees
 // finished requests' blocks and returns the outputs to stream.
 //
+// The plan runs on an executor (exec/model_executor.h): by default the CPU ModelRunner over
+// the engine's own paged cache; given one at create() (the GPU's CudaModelRunner, --device
+// cuda), that one, and the KV pool then has the executor's block count (its memory plan),
+// not --kv-cache-memory's.
+//
 // Under a parallel layout (EngineConfig::parallel with a world > 1) the plan runs on the
 // ranks of a ParallelModelRunner instead of the single-rank ModelRunner; the scheduler
 // then budgets KV in "sequence blocks" (see docs/engine.md: each rank holds ~1/(dcp·cp·kvp)
@@ -25,13 +30,14 @@
 #include "engine/request_output.h"
 #include "engine/step_log.h"
 #include "engine/stop_checker.h"
+#include "exec/model_executor.h"
 #include "exec/model_runner.h"
 #include "exec/parallel_model_runner.h"
 #include "kv/kv_cache_manager.h"
 #include "model/dense_model.h"
 #include "model/paged_kv_cache.h"
-#include "parallel/parallel_layout.h"
 #include "ops/cpu/sampling.h"
+#include "parallel/parallel_layout.h"
 #include "perf/cost_model.h"
 #include "sched/chunk_sizer.h"
 #include "sched/scheduler.h"
@@ -69,6 +75,10 @@ class LLMEngine {
   // tokenizer may be null (token ids in, token ids out; stop strings then rejected).
   static Result<std::unique_ptr<LLMEngine>> create(const DenseModel& model, const Tokenizer* tokenizer,
                                                    EngineConfig cfg);
+  // Runs the plans on `executor` (one rank only: a parallel layout is InvalidArgument).
+  // `model` still gives the config, the vocabulary and the cost model's shape.
+  static Result<std::unique_ptr<LLMEngine>> create(const DenseModel& model, const Tokenizer* tokenizer,
+                                                   EngineConfig cfg, std::unique_ptr<ModelExecutor> executor);
 
   ~LLMEngine();
 
@@ -116,6 +126,7 @@ class LLMEngine {
   std::unique_ptr<AdaptiveChunkSizer> chunk_sizer_;
   std::unique_ptr<Scheduler> scheduler_;
   ModelRunner runner_;
+  std::unique_ptr<ModelExecutor> executor_;  // replaces runner_ when set (e.g. the GPU's)
   ParallelLayout layout_;
   std::unique_ptr<ParallelModelRunner> parallel_;
   int64_t num_kv_blocks_ = 0, rank_block_budget_ = 0;

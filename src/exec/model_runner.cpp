@@ -2,8 +2,8 @@
 
 namespace longctx {
 
-Result<StepLogits> ModelRunner::run(const StepPlan& plan, const std::function<const Request&(RequestId)>& request,
-                                    const std::function<bool(RequestId)>& all_positions) const {
+Result<StepLogits> ModelRunner::run(const StepPlan& plan, const RequestLookup& request,
+                                    const RequestPredicate& all_positions, const DeviceSamplingLookup&) {
   ForwardBatch batch;
   StepLogits out;
   const int64_t block_size = cache_.shape().block_size;

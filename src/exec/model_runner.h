@@ -1,39 +1,25 @@
-// ModelRunner: executes a StepPlan — lays the scheduled chunks out as one ForwardBatch
-// (token ids, positions, KV slots from the block tables), runs the model once, and
-// returns the logits rows the engine asked for. Does, never decides (STYLE.md §3).
+// ModelRunner: executes a StepPlan on the CPU — lays the scheduled chunks out as one
+// ForwardBatch (token ids, positions, KV slots from the block tables), runs the model once,
+// and returns the logits rows the engine asked for. Does, never decides (STYLE.md §3).
 #pragma once
 
-#include <functional>
-#include <vector>
-
-#include "core/status.h"
-#include "core/tensor.h"
+#include "exec/model_executor.h"
 #include "model/dense_model.h"
 #include "model/paged_kv_cache.h"
-#include "sched/request.h"
-#include "sched/step_plan.h"
 
 namespace longctx {
 
-struct ChunkRows {
-  int64_t first_row = -1;  // into StepLogits::logits; -1 when the chunk returns none
-  int64_t num_rows = 0;    // all chunk positions (prompt logprobs) or the last one (sampling)
-  bool all_positions = false;
-};
-
-struct StepLogits {
-  Tensor logits;                // f32 [rows, vocab]
-  std::vector<ChunkRows> rows;  // one per plan chunk, same order
-};
-
-class ModelRunner {
+class ModelRunner : public ModelExecutor {
  public:
   ModelRunner(const DenseModel& model, PagedKVCache& cache) : model_(model), cache_(cache) {}
 
-  // token_ids(id) gives the request's known tokens; all_positions(id) asks for the
-  // logits of every position of its chunk (prompt logprobs) instead of just the last.
-  Result<StepLogits> run(const StepPlan& plan, const std::function<const Request&(RequestId)>& request,
-                         const std::function<bool(RequestId)>& all_positions) const;
+  // Every sampling row comes back as logits (device_sample is not consulted: the engine's
+  // CPU Sampler samples them).
+  Result<StepLogits> run(const StepPlan& plan, const RequestLookup& request,
+                         const RequestPredicate& all_positions,
+                         const DeviceSamplingLookup& device_sample) override;
+  int64_t num_kv_blocks() const override { return cache_.shape().num_blocks; }
+  int64_t block_size() const override { return cache_.shape().block_size; }
 
  private:
   const DenseModel& model_;

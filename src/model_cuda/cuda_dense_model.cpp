@@ -202,11 +202,36 @@ Status CudaDenseModel::allocate_workspaces() {
   m_.end = mo;
   LONGCTX_ASSIGN_OR_RETURN(meta_, DeviceBuffer::allocate(mo, "step metadata"));
   LONGCTX_ASSIGN_OR_RETURN(meta_host_, HostStaging::allocate(mo));
-  LONGCTX_ASSIGN_OR_RETURN(out_host_, HostStaging::allocate(static_cast<size_t>(r * cfg_.vocab_size) * 4));
+  // Every row's logits, then every row's id and sampled logprob (forward_rows returns them).
+  LONGCTX_ASSIGN_OR_RETURN(out_host_,
+                           HostStaging::allocate(static_cast<size_t>(r * cfg_.vocab_size + 2 * r) * 4));
   LONGCTX_ASSIGN_OR_RETURN(blas_ws_, DeviceBuffer::allocate(kBlasWorkspaceBytes, "the cuBLASLt workspace"));
   blas_.workspace = blas_ws_.get();
   blas_.workspace_bytes = blas_ws_.bytes();
   LONGCTX_ASSIGN_OR_RETURN(attn_ws_, DeviceBuffer::allocate(kAttnWorkspaceBytes, "the attention workspace"));
+  LONGCTX_ASSIGN_OR_RETURN(sampling_params_,
+                           DeviceBuffer::allocate(r * sizeof(SamplingRow), "sampling parameters"));
+  LONGCTX_ASSIGN_OR_RETURN(sampling_host_, HostStaging::allocate(r * sizeof(SamplingRow)));
+  LONGCTX_ASSIGN_OR_RETURN(sampled_logprobs_, DeviceBuffer::allocate(r * 4, "sampled logprobs"));
+  const size_t ws = std::max<size_t>(sample_workspace_bytes(r, cfg_.vocab_size), 256);
+  LONGCTX_ASSIGN_OR_RETURN(sample_ws_, DeviceBuffer::allocate(ws, "the sampling workspace"));
+  return probe_sampling();
+}
+
+Status CudaDenseModel::probe_sampling() {
+  // One greedy row of zeros: a working kernel answers cudaSuccess, the stub cudaErrorNotSupported.
+  LONGCTX_CUDA_OK(cudaMemsetAsync(a_.logits, 0, static_cast<size_t>(cfg_.vocab_size) * 4, stream_),
+                  "sampling probe");
+  LONGCTX_CUDA_OK(cudaMemsetAsync(sampling_params_.get(), 0, sizeof(SamplingRow), stream_), "sampling probe");
+  const cudaError_t e = sample(a_.logits, 1, cfg_.vocab_size, sampling_params_.as<SamplingRow>(), a_.argmax,
+                               sampled_logprobs_.as<float>(), sample_ws_.get(), sample_ws_.bytes(), stream_);
+  if (e == cudaErrorNotSupported) {
+    can_sample_ = false;
+    return Status::ok();
+  }
+  LONGCTX_CUDA_OK(e, "sampling probe");
+  LONGCTX_CUDA_OK(cudaStreamSynchronize(stream_), "sampling probe");
+  can_sample_ = true;
   return Status::ok();
 }
 
@@ -460,6 +485,69 @@ Result<std::vector<int32_t>> CudaDenseModel::forward_greedy(const ForwardBatch& 
         "downloading sampled tokens");
   LONGCTX_CUDA_OK(cudaStreamSynchronize(stream_), "the forward pass");
   return std::vector<int32_t>(out_host_.as<int32_t>(), out_host_.as<int32_t>() + rows);
+}
+
+Result<CudaDenseModel::RowsOut> CudaDenseModel::forward_rows(const ForwardBatch& b,
+                                                             const std::vector<int64_t>& host_rows,
+                                                             const std::vector<SamplingRow>* sampling,
+                                                             bool use_graphs) {
+  const int64_t rows = static_cast<int64_t>(b.logit_rows.size()), vocab = cfg_.vocab_size;
+  if (sampling && (!can_sample_ || static_cast<int64_t>(sampling->size()) != rows))
+    return invalid_argument(can_sample_
+                                ? "forward_rows: one SamplingRow per logit row, got " +
+                                      std::to_string(sampling->size()) + " for " + std::to_string(rows)
+                                : "forward_rows: cuda::sample is not available in this build");
+  for (size_t i = 0; i < host_rows.size(); ++i)
+    if (host_rows[i] < 0 || host_rows[i] >= rows || (i > 0 && host_rows[i] <= host_rows[i - 1]))
+      return invalid_argument("host_rows must be ascending indices into the batch's " + std::to_string(rows) +
+                              " logit rows");
+  LONGCTX_RETURN_IF_ERROR(run(b, use_graphs));
+  // out_host_ holds max_rows_ × vocab floats: the ids go after the host rows' logits.
+  const size_t n_host = host_rows.size();
+  const size_t row_bytes = static_cast<size_t>(vocab) * 4;
+  float* host_logits = out_host_.as<float>();
+  auto* host_ids = reinterpret_cast<int32_t*>(out_host_.as<unsigned char>() + n_host * row_bytes);
+  if (n_host * row_bytes + static_cast<size_t>(rows) * 4 > out_host_.bytes())
+    return internal_error("the host staging buffer cannot hold " + std::to_string(n_host) +
+                          " logit rows and " + std::to_string(rows) + " ids");
+  for (size_t i = 0; i < n_host;) {
+    size_t j = i + 1;
+    while (j < n_host && host_rows[j] == host_rows[j - 1] + 1) ++j;
+    LONGCTX_CUDA_OK(cudaMemcpyAsync(host_logits + i * vocab, a_.logits + host_rows[i] * vocab,
+                                    (j - i) * row_bytes, cudaMemcpyDeviceToHost, stream_),
+                    "downloading logits");
+    i = j;
+  }
+  // The drawn ids overwrite the argmax (the graph's last write; sampling runs after it).
+  float* host_lp = nullptr;
+  if (sampling && rows > 0) {
+    std::memcpy(sampling_host_.as<SamplingRow>(), sampling->data(),
+                static_cast<size_t>(rows) * sizeof(SamplingRow));
+    LONGCTX_CUDA_OK(
+        cudaMemcpyAsync(sampling_params_.get(), sampling_host_.as<SamplingRow>(),
+                        static_cast<size_t>(rows) * sizeof(SamplingRow), cudaMemcpyHostToDevice, stream_),
+        "uploading sampling parameters");
+    LONGCTX_CUDA_OK(sample(a_.logits, rows, vocab, sampling_params_.as<SamplingRow>(), a_.argmax,
+                           sampled_logprobs_.as<float>(), sample_ws_.get(), sample_ws_.bytes(), stream_),
+                    "sampling");
+    host_lp = reinterpret_cast<float*>(host_ids + rows);
+    if (n_host * row_bytes + static_cast<size_t>(rows) * 8 > out_host_.bytes())
+      return internal_error("the host staging buffer cannot hold the sampled logprobs");
+    LONGCTX_CUDA_OK(cudaMemcpyAsync(host_lp, sampled_logprobs_.as<float>(), static_cast<size_t>(rows) * 4,
+                                    cudaMemcpyDeviceToHost, stream_),
+                    "downloading sampled logprobs");
+  }
+  if (rows > 0)
+    LONGCTX_CUDA_OK(
+        cudaMemcpyAsync(host_ids, a_.argmax, static_cast<size_t>(rows) * 4, cudaMemcpyDeviceToHost, stream_),
+        "downloading sampled tokens");
+  LONGCTX_CUDA_OK(cudaStreamSynchronize(stream_), "the forward pass");
+  RowsOut out;
+  out.tokens.assign(host_ids, host_ids + rows);
+  if (host_lp) out.logprobs.assign(host_lp, host_lp + rows);
+  out.logits = Tensor::empty({static_cast<int64_t>(n_host), vocab}, DType::kF32);
+  if (n_host > 0) std::memcpy(out.logits.raw(), host_logits, n_host * row_bytes);
+  return out;
 }
 
 Status CudaDenseModel::randomize_kv_cache(uint64_t seed) {

@@ -30,6 +30,7 @@
 #include "model_cuda/device_weights.h"
 #include "model_cuda/memory_plan.h"
 #include "ops/cuda/linear.h"
+#include "ops/cuda/sampling.h"
 
 namespace longctx::cuda {
 
@@ -71,6 +72,23 @@ class CudaDenseModel {
   // Greedy sampling on the GPU: the argmax token of each logit row (only ids come back).
   Result<std::vector<int32_t>> forward_greedy(const ForwardBatch& batch, bool use_graphs = true);
 
+  // Both at once, for the engine's mixed steps: a token for every logit row, and the fp32
+  // logits of the rows listed in `host_rows` (indices into batch.logit_rows, ascending) —
+  // rows the host samples (penalties, logprobs) or scores (prompt logprobs). Only those
+  // rows cross PCIe, one copy per contiguous run. Without `sampling` the tokens are the
+  // argmax; with it (one SamplingRow per logit row; needs can_sample()) cuda::sample draws
+  // them and the drawn ids' logprobs come back too.
+  struct RowsOut {
+    std::vector<int32_t> tokens;  // [batch.logit_rows.size()]
+    std::vector<float> logprobs;  // [batch.logit_rows.size()] with `sampling`, else empty
+    Tensor logits;                // f32 [host_rows.size(), vocab]
+  };
+  Result<RowsOut> forward_rows(const ForwardBatch& batch, const std::vector<int64_t>& host_rows,
+                               const std::vector<SamplingRow>* sampling = nullptr, bool use_graphs = true);
+  // Whether cuda::sample runs in this build (probed once at creation: a stub answers
+  // cudaErrorNotSupported); greedy sampling needs only argmax and always works.
+  bool can_sample() const { return can_sample_; }
+
   // Benchmarks: fills the whole KV cache with random bf16 values, so decode can be timed
   // over long contexts that were never prefilled (attention then reads real numbers).
   Status randomize_kv_cache(uint64_t seed);
@@ -83,6 +101,7 @@ class CudaDenseModel {
   CudaDenseModel(const ModelConfig& cfg, const CudaModelOptions& opts);
   Status init(DeviceWeights w, size_t used_at_start);
   Status allocate_workspaces();
+  Status probe_sampling();
   Status validate(const ForwardBatch& b) const;
   // Copies the batch's metadata (padded to `shape`) into the fixed device buffer.
   Status stage(const ForwardBatch& b, const StepShape& shape);
@@ -98,7 +117,10 @@ class CudaDenseModel {
   cudaStream_t stream_ = nullptr;
   BlasContext blas_{};
   DeviceBuffer blas_ws_, attn_ws_, act_, meta_, inv_freq_;
-  HostStaging meta_host_, out_host_;
+  HostStaging meta_host_, out_host_, sampling_host_;
+  // cuda::sample's inputs and outputs: max_logit_rows SamplingRows, logprobs, its workspace.
+  DeviceBuffer sampling_params_, sampled_logprobs_, sample_ws_;
+  bool can_sample_ = false;
   // Offsets into act_ and meta_ (fixed: graphs bake the addresses in).
   struct {
     float* residual;

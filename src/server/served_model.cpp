@@ -32,7 +32,14 @@ Result<std::unique_ptr<ServedModel>> ServedModel::load(const ServedModelOptions&
       m->chat_unavailable_ = "the model has no chat template: " + tmpl.status().message();
     }
   }
-  auto engine = LLMEngine::create(*m->model_, m->tokenizer(), opts.engine);
+  std::unique_ptr<ModelExecutor> executor;
+  if (opts.make_executor) {
+    auto x = opts.make_executor(*m->model_, opts.engine);
+    if (!x.is_ok()) return x.status();
+    executor = std::move(*x);
+  }
+  auto engine = executor ? LLMEngine::create(*m->model_, m->tokenizer(), opts.engine, std::move(executor))
+                         : LLMEngine::create(*m->model_, m->tokenizer(), opts.engine);
   if (!engine.is_ok()) return engine.status();
   m->max_model_len_ = (*engine)->config().scheduler.max_model_len;
   m->created_ =

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,6 +24,8 @@ struct ServedModelOptions {
   bool skip_tokenizer_init = false;
   ModelLoadOptions load;
   EngineConfig engine;
+  // Makes the engine's executor on the loaded weights (`serve --device cuda`); unset: the CPU runner.
+  std::function<Result<std::unique_ptr<ModelExecutor>>(const DenseModel&, const EngineConfig&)> make_executor;
 };
 
 class ServedModel {
