@@ -7,7 +7,8 @@
 #   run(command="OUT=$OUT bash scripts/device/prefill_sm90.sh [all|tests|san|bench]",
 #       carry=["build-wgmma/tests/longctx_cuda_tests", "build-wgmma/bench/cuda/longctx_bench_kernels",
 #              "build-wgmma/devlibs"])
-# SM90_CPASYNC=1 also times the Hopper kernel with its K/V loads on cp.async (LONGCTX_ATTN_SM90_TMA=0).
+# SM90_CPASYNC=1 also times the Hopper kernel with its K/V loads on cp.async (LONGCTX_ATTN_SM90_TMA=0),
+# SM90_STAGES3=1 with 3 K/V stages, SM90_REPEAT=1 the default again (the run-to-run spread).
 # Logs in $OUT: device.txt, sass.txt, tests.log, tests_off.log, memcheck.log, racecheck.log,
 # bench_sm90.jsonl, bench_portable.jsonl.
 set -uo pipefail
@@ -62,7 +63,10 @@ if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
   timeout 200 "$BENCH" >"$OUT/bench_sm90.jsonl" 2>&1 || status=1
   LONGCTX_ATTN_SM90=0 timeout 200 "$BENCH" >"$OUT/bench_portable.jsonl" 2>&1 || status=1
   [ "${SM90_CPASYNC:-0}" = 1 ] && { LONGCTX_ATTN_SM90_TMA=0 timeout 200 "$BENCH" >"$OUT/bench_sm90_cpasync.jsonl" 2>&1 || status=1; }
-  echo "prefill (Hopper kernel, portable kernel[, Hopper kernel without TMA]):"
-  grep -h prefill "$OUT"/bench_*.jsonl | cut -c1-150
+  [ "${SM90_STAGES3:-0}" = 1 ] && { LONGCTX_ATTN_SM90_STAGES=3 timeout 200 "$BENCH" >"$OUT/bench_sm90_stages3.jsonl" 2>&1 || status=1; }
+  [ "${SM90_REPEAT:-0}" = 1 ] && { timeout 200 "$BENCH" >"$OUT/bench_sm90_repeat.jsonl" 2>&1 || status=1; }
+  for f in "$OUT"/bench_*.jsonl; do
+    echo "$(basename "$f" .jsonl): $(grep prefill "$f" | sed -E 's/.*"L":([0-9]+).*"tflops":([0-9.]+).*/\1:\2/' | tr '\n' ' ')"
+  done
 fi
 exit $status

@@ -212,7 +212,9 @@ TEST_P(PrefillSm90Test, MatchesFloat64Reference) {
   // The kernel itself.
   DeviceBatch direct(b);
   const PagedAttentionParams p = make_params(b, direct);
-  ASSERT_TRUE(paged_prefill_sm90_eligible(p));
+  // The dispatch takes block sizes that are multiples of 16 (whole tiles by TMA); the kernel
+  // itself runs any block size.
+  EXPECT_EQ(paged_prefill_sm90_eligible(p), c.block_size % 16 == 0);
   LAUNCH_OK(paged_prefill_sm90(p, b.total_q, nullptr));
   expect_matches(b, direct, ref, ref_lse, "paged_prefill_sm90");
   if (c.block_size % 16 == 0) {  // the TMA path was taken for whole tiles: cp.async for all too
@@ -224,8 +226,18 @@ TEST_P(PrefillSm90Test, MatchesFloat64Reference) {
     expect_matches(b, no_tma, ref, ref_lse, "paged_prefill_sm90, LONGCTX_ATTN_SM90_TMA=0");
   }
 
-  // Through paged_attention (which takes the Hopper kernel unless its plan splits the keys),
-  // then with the switch off: the portable kernel on the same inputs.
+  // Three stages (LONGCTX_ATTN_SM90_STAGES=3) on the same inputs.
+  {
+    DeviceBatch three(b);
+    setenv("LONGCTX_ATTN_SM90_STAGES", "3", 1);
+    const cudaError_t e = paged_prefill_sm90(make_params(b, three), b.total_q, nullptr);
+    unsetenv("LONGCTX_ATTN_SM90_STAGES");
+    LAUNCH_OK(e);
+    expect_matches(b, three, ref, ref_lse, "paged_prefill_sm90, 3 stages");
+  }
+
+  // Through paged_attention (the Hopper kernel where eligible, else the portable one), then
+  // with the switch off: the portable kernel on the same inputs.
   DeviceBatch dispatched(b), portable(b);
   run_dispatch(make_params(b, dispatched), b.total_q);
   expect_matches(b, dispatched, ref, ref_lse, "paged_attention");
@@ -272,7 +284,16 @@ TEST(PrefillSm90, NotEligibleForDecodeOrOtherHeadDims) {
   p.head_dim = 64;
   EXPECT_FALSE(paged_prefill_sm90_eligible(p));
   p.head_dim = 128;
+  p.block_size = 16;
   EXPECT_EQ(paged_prefill_sm90_eligible(p), device_is_sm90());
+  p.block_size = 8;  // not a multiple of 16: the portable kernel
+  EXPECT_FALSE(paged_prefill_sm90_eligible(p));
+  // Where the portable kernel would split the keys, only a grid of two waves or more.
+  p.block_size = 16;
+  p.max_num_q = 32;  // 1 row tile × 2 kv heads × 1 sequence
+  EXPECT_FALSE(paged_prefill_sm90_eligible(p, /*portable_splits=*/true));
+  p.num_seqs = 1000;
+  EXPECT_EQ(paged_prefill_sm90_eligible(p, true), device_is_sm90());
 }
 
 }  // namespace

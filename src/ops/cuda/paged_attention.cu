@@ -727,8 +727,8 @@ cudaError_t paged_attention(const PagedAttentionParams& p, int64_t total_q, cuda
     kp.ws_o = static_cast<float*>(p.workspace);
     kp.ws_lse = reinterpret_cast<float*>(static_cast<unsigned char*>(p.workspace) + o_bytes);
   }
-  // Hopper: prefill without a key split runs on the wgmma kernel (paged_prefill_sm90.h).
-  if (!pl.decode && pl.num_splits == 1 && paged_prefill_sm90_eligible(p))
+  // Hopper: prefill runs on the wgmma kernel (paged_prefill_sm90.h) where it is eligible.
+  if (!pl.decode && paged_prefill_sm90_eligible(p, pl.num_splits > 1))
     return paged_prefill_sm90(p, total_q, stream);
   const int ns = static_cast<int>(p.num_seqs), hkv = static_cast<int>(p.num_kv_heads);
   cudaError_t e = cudaSuccess;

@@ -32,7 +32,7 @@ namespace {
 
 constexpr int kBM = 128;       // query rows per CTA: 2 consumer warpgroups × 64
 constexpr int kBN = 128;       // keys per tile
-constexpr int kStages = 2;     // K/V shared-memory stages
+constexpr int kStages = 2;     // K/V shared-memory stages (LONGCTX_ATTN_SM90_STAGES=3: three)
 constexpr int kThreads = 384;  // producer warpgroup + 2 consumer warpgroups
 constexpr int kProducerRegs = 56;
 constexpr int kConsumerRegs = 224;  // 128·56 + 256·224 = 64512 ≤ 65536 (40 spilled the producer)
@@ -60,11 +60,11 @@ struct Sm90Params {
   bool causal;
 };
 
-template <int D>
+template <int D, int ST>
 constexpr uint32_t smem_bytes() {
   // 1024 bytes of slack to align the base (the 128B swizzle repeats every 1024 bytes and the
   // descriptors assume tiles start on that boundary), Q, K and V stages, 4·kStages + 1 mbarriers.
-  return 1024 + kBM * D * 2 + 2 * kStages * kBN * D * 2 + (4 * kStages + 1) * 8;
+  return 1024 + kBM * D * 2 + 2 * ST * kBN * D * 2 + (4 * ST + 1) * 8;
 }
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -195,7 +195,7 @@ __device__ __forceinline__ void wgmma_rs_m64n128_tb(float (&d)[64], const uint32
 
 #endif  // sm_90a
 
-template <int D>
+template <int D, int kStages>
 __global__ void __launch_bounds__(kThreads, 1)
     paged_prefill_sm90_kernel(const __grid_constant__ Sm90Params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -331,7 +331,9 @@ __global__ void __launch_bounds__(kThreads, 1)
     float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // m in scaled log2 units
     uint32_t pa[kBN / 16][4];  // the previous tile's P: A fragments of its P·V k-steps
 
-    const uint32_t q_wg = q_s + wg * 64 * 128;  // this warpgroup's 64 rows in each column block
+    // This warpgroup's 64 rows in each column block of Q. Descriptors are built once per tile
+    // and advanced by (byte offset >> 4): the 14-bit address field cannot carry (< 256 KB).
+    const uint64_t qd = make_desc(q_s + wg * 64 * 128, 16, 1024);
     auto release = [&](uint32_t bar) {
       __syncwarp();
       if (lane == 0) mbar_arrive(bar);
@@ -339,12 +341,12 @@ __global__ void __launch_bounds__(kThreads, 1)
     // O += P·V of tile t (stage t % kStages), issued and committed.
     auto issue_pv = [&](int t) {
       const int sv = t % kStages;
+      const uint64_t vd = make_desc(v_s + sv * kKVBytes, kBN * 128, 1024);
       mbar_wait(full_v(sv), (t / kStages) & 1);
       fence_regs(o);
       wgmma_fence();
 #pragma unroll
-      for (int k = 0; k < kBN / 16; ++k)
-        wgmma_rs_m64n128_tb(o, pa[k], make_desc(v_s + sv * kKVBytes + k * 2048, kBN * 128, 1024));
+      for (int k = 0; k < kBN / 16; ++k) wgmma_rs_m64n128_tb(o, pa[k], vd + ((k * 2048) >> 4));
       wgmma_commit();
     };
 
@@ -355,13 +357,14 @@ __global__ void __launch_bounds__(kThreads, 1)
       const int s = j % kStages;
       mbar_wait(full_k(s), (j / kStages) & 1);
       float sc[kBN / 2];
+      const uint64_t kd = make_desc(k_s + s * kKVBytes, 16, 1024);
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < D / 16; ++kk) {
+        // k-step kk: 32 bytes into the 128-byte swizzled rows, then the next 64-column block.
         const uint32_t qoff = (kk & 3) * 32 + (kk >> 2) * (kBM * 128);
         const uint32_t koff = (kk & 3) * 32 + (kk >> 2) * (kBN * 128);
-        wgmma_ss_m64n128(sc, make_desc(q_wg + qoff, 16, 1024), make_desc(k_s + s * kKVBytes + koff, 16, 1024),
-                         kk > 0);
+        wgmma_ss_m64n128(sc, qd + (qoff >> 4), kd + (koff >> 4), kk > 0);
       }
       wgmma_commit();
       if constexpr (decltype(first)::value) {
@@ -416,15 +419,18 @@ __global__ void __launch_bounds__(kThreads, 1)
         fence_regs(o);
         release(empty_v((j - 1) % kStages));
       }
-      // O is not in flight: rescale it for this tile's max before P_j·V_j adds to it.
+      // O is not in flight: rescale it for this tile's max before P_j·V_j adds to it (skipped,
+      // exactly, when no row max of the warp moved: most tiles once the max has settled).
+      if (__any_sync(0xffffffffu, alpha[0] != 1.0f || alpha[1] != 1.0f)) {
 #pragma unroll
-      for (int i = 0; i < 2; ++i)
+        for (int i = 0; i < 2; ++i)
 #pragma unroll
-        for (int dt = 0; dt < D / 8; ++dt) {
-          o[dt * 4 + 2 * i] *= alpha[i];
-          o[dt * 4 + 2 * i + 1] *= alpha[i];
-        }
-        // The S accumulators of keys 16·t … 16·t+15 are the A fragment of P·V's k-step t.
+          for (int dt = 0; dt < D / 8; ++dt) {
+            o[dt * 4 + 2 * i] *= alpha[i];
+            o[dt * 4 + 2 * i + 1] *= alpha[i];
+          }
+      }
+      // The S accumulators of keys 16·t … 16·t+15 are the A fragment of P·V's k-step t.
 #pragma unroll
       for (int t = 0; t < kBN / 16; ++t) {
         pa[t][0] = pack_bf16(sc[8 * t + 0], sc[8 * t + 1]);
@@ -470,19 +476,35 @@ __global__ void __launch_bounds__(kThreads, 1)
 
 }  // namespace
 
-bool paged_prefill_sm90_eligible(const PagedAttentionParams& p) {
-  if (p.max_num_q <= 1 || p.head_dim != 128) return false;
+bool paged_prefill_sm90_eligible(const PagedAttentionParams& p, bool portable_splits) {
+  // Block sizes that are not multiples of 16 would load every tile by cp.async: measured
+  // slower than the portable kernel (156 vs 200 TFLOP/s at 64K), so they stay there.
+  if (p.max_num_q <= 1 || p.head_dim != 128 || p.block_size % 16 != 0) return false;
   if (const char* env = std::getenv("LONGCTX_ATTN_SM90"); env && std::strcmp(env, "0") == 0) return false;
-  int dev = 0, major = 0, minor = 0;
+  int dev = 0, major = 0, minor = 0, sms = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return false;
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess ||
-      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess)
+      cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess)
     return false;
   if (major != 9 || minor != 0) return false;  // sm_90a code runs on compute capability 9.0 only
   const int64_t G = p.num_q_heads / p.num_kv_heads;
   const int64_t m_blocks = (p.max_num_q * G + kBM - 1) / kBM;
+  // Where the portable kernel would split the keys (few row tiles), this kernel (which does
+  // not split) is taken only when its grid fills two waves of one CTA per SM.
+  if (portable_splits && m_blocks * p.num_kv_heads * p.num_seqs < 2LL * sms) return false;
   return m_blocks <= 65535 && p.num_seqs <= 65535 && p.num_kv_heads <= 65535 &&
          p.max_context_len < (int64_t{1} << 31) - kBN;
+}
+
+template <int D, int ST>
+cudaError_t launch(const Sm90Params& kp, dim3 grid, cudaStream_t stream) {
+  auto kernel = paged_prefill_sm90_kernel<D, ST>;
+  constexpr uint32_t smem = smem_bytes<D, ST>();
+  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+  if (e != cudaSuccess) return e;
+  kernel<<<grid, kThreads, smem, stream>>>(kp);
+  return cudaGetLastError();
 }
 
 // cuTensorMapEncodeTiled through the runtime's driver entry point (no libcuda link), looked
@@ -547,16 +569,12 @@ cudaError_t paged_prefill_sm90(const PagedAttentionParams& p, int64_t total_q, c
   const float scale = p.scale != 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(p.head_dim));
   kp.scale_log2 = scale * kLog2e;
   kp.causal = p.causal;
-  constexpr int D = 128;
-  auto kernel = paged_prefill_sm90_kernel<D>;
-  constexpr uint32_t smem = smem_bytes<D>();
-  cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-  if (e != cudaSuccess) return e;
   const int64_t m_blocks = (p.max_num_q * kp.group + kBM - 1) / kBM;
   const dim3 grid(static_cast<unsigned>(p.num_kv_heads), static_cast<unsigned>(m_blocks),
                   static_cast<unsigned>(p.num_seqs));
-  kernel<<<grid, kThreads, smem, stream>>>(kp);
-  return cudaGetLastError();
+  const char* st_env = std::getenv("LONGCTX_ATTN_SM90_STAGES");
+  return st_env && std::strcmp(st_env, "3") == 0 ? launch<128, 3>(kp, grid, stream)
+                                                 : launch<128, kStages>(kp, grid, stream);
 }
 
 }  // namespace longctx::cuda
