@@ -98,6 +98,37 @@ TEST_P(EngineCudaTest, GreedyBatchMatchesTransformersOnTheShortPrompts) {
   EXPECT_EQ(g.engine->kv_manager().num_free_blocks(), g.engine->num_kv_blocks() - 1);
 }
 
+// top_k 1 through cuda::sample is the argmax whatever the temperature: beside greedy requests
+// of the same prompts in one batch (every row then goes through the sampler, the greedy ones
+// with temperature 0), both give transformers' tokens on the short prompts and each other's on
+// all. Only ids cross to the host.
+TEST_P(EngineCudaTest, TopKOneOnTheGpuSamplerIsGreedy) {
+  const DenseModel m = load_bf16(GetParam());
+  GpuEngine g = make_gpu_engine(m, base_config(), 1024);
+  ASSERT_TRUE(g.engine);
+  if (!g.runner->model().can_sample()) GTEST_SKIP() << "this build's cuda::sample is a stub";
+  const std::vector<Golden> goldens = load_goldens(GetParam());
+  std::vector<RequestId> greedy_ids, topk_ids;
+  for (const Golden& gd : goldens) {
+    GenerationRequest r = greedy_request(gd.ids, static_cast<int64_t>(gd.greedy.size()));
+    r.cache_salt = "greedy";  // no prefix sharing between the pair: each computes its own KV
+    greedy_ids.push_back(g.engine->add_request(r).value());
+    r.sampling.temperature = 0.7f;
+    r.sampling.top_k = 1;
+    r.sampling.seed = 5;
+    r.cache_salt = "top-k";
+    topk_ids.push_back(g.engine->add_request(r).value());
+  }
+  auto got = run_all(*g.engine);
+  for (size_t i = 0; i < goldens.size(); ++i) {
+    EXPECT_EQ(got[topk_ids[i]], got[greedy_ids[i]]) << GetParam() << " prompt of " << goldens[i].ids.size();
+    if (goldens[i].ids.size() <= 33) {
+      EXPECT_EQ(got[topk_ids[i]], goldens[i].greedy);
+    }
+  }
+  EXPECT_EQ(g.runner->host_rows(), 0);
+}
+
 // How far from a tie a greedy token may flip between two GPU runs of different batch and
 // chunk shapes: the gap, in the reference run, between its token's logprob and the flipped
 // token's (= their logit gap). bf16 activations put the GPU's logits within ~2% of their
