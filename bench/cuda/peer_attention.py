@@ -1,12 +1,12 @@
 """PyTorch peers for longctx_bench_kernels, measured in the same session on the same GPU.
 
 Prints one JSON object per line:
-  prefill attention, causal, B=1, 32 q heads / 8 kv heads, d 128, L = 4096 and 16384, through
+  prefill attention, causal, B=1, 32 q heads / 8 kv heads, d 128, L = 4K, 16K and 64K, through
   torch.nn.functional.scaled_dot_product_attention with the FLASH_ATTENTION and
   CUDNN_ATTENTION backends (contiguous K/V: the peers read no block tables). GQA is passed as
   enable_gqa=True; where a backend refuses it, K/V are expanded to 32 heads beforehand
   (outside the timing) and the line says "gqa": "expanded".
-  decode attention (one query token, 32K context, B = 1 and 8) with the same backends.
+  decode attention (one query token, 32K and 128K context, B = 1 and 8) with the same backends.
   torch.matmul bf16 8192³ and a device-to-device copy, as the ceilings' cross-check.
 Timing: CUDA events, 3 warm-ups, median of N runs.
 """
@@ -61,20 +61,19 @@ def main():
           "cudnn": torch.backends.cudnn.version()})
     hq, hkv, d = 32, 8, 128
     backends = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION}
-    for L in (4096, 16384):
+    for L in (4096, 16384, 65536):
         q = torch.randn(1, hq, L, d, device=dev, dtype=torch.bfloat16)
         k = torch.randn(1, hkv, L, d, device=dev, dtype=torch.bfloat16)
         v = torch.randn(1, hkv, L, d, device=dev, dtype=torch.bfloat16)
         for name, be in backends.items():
             try:
-                ms, mode = sdpa(be, q, k, v, True, 10 if L > 8192 else 20)
+                ms, mode = sdpa(be, q, k, v, True, 5 if L > 20000 else 10 if L > 8192 else 20)
                 emit({"bench": "peer_prefill_attention", "backend": name, "L": L, "ms": round(ms, 4),
                       "tflops": round(2.0 * L * L * hq * d / ms / 1e9, 1), "gqa": mode})
             except RuntimeError as e:
                 emit({"bench": "peer_prefill_attention", "backend": name, "L": L, "error": str(e)[:200]})
         del q, k, v
-    L = 32768
-    for B in (1, 8):
+    for L, B in ((32768, 1), (32768, 8), (131072, 1), (131072, 8)):
         q = torch.randn(B, hq, 1, d, device=dev, dtype=torch.bfloat16)
         k = torch.randn(B, hkv, L, d, device=dev, dtype=torch.bfloat16)
         v = torch.randn(B, hkv, L, d, device=dev, dtype=torch.bfloat16)
@@ -85,7 +84,8 @@ def main():
                 emit({"bench": "peer_decode_attention", "backend": name, "B": B, "context": L, "ms": round(ms, 4),
                       "kv_gbps": round(kv_bytes / ms / 1e6, 1), "gqa": mode})
             except RuntimeError as e:
-                emit({"bench": "peer_decode_attention", "backend": name, "B": B, "error": str(e)[:200]})
+                emit({"bench": "peer_decode_attention", "backend": name, "B": B, "context": L,
+                      "error": str(e)[:200]})
         del q, k, v
     a = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)
     b = torch.randn(8192, 8192, device=dev, dtype=torch.bfloat16)

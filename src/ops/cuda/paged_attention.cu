@@ -426,24 +426,13 @@ __global__ void __launch_bounds__(32 * WM * WN) paged_attention_kernel(const Ker
 
 constexpr int kMergeThreads = 128;
 
-__device__ __forceinline__ float block_max(float x, float* scratch) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) scratch[warp] = x;
-  __syncthreads();
-  x = lane < static_cast<int>(blockDim.x >> 5) ? scratch[lane] : -INFINITY;
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
-  return x;
-}
-
 // Merges the num_splits partial states of each output row: the n-way form of
 // merge_attention_states; splits with lse = −inf (no visible key) drop out. One block per
-// row: the splits are dealt to groups of D/4 threads (a float4 of the row each), 4 splits'
-// loads in flight per thread, and the groups' sums meet in shared memory. (The first version,
-// one warp walking a row's splits in turn, paid a dependent L2 round trip per split: ~25 µs
-// for 86 splits, a quarter of a 32K decode.)
+// row: the splits are dealt to groups of D/4 threads (a float4 of the row each); a group loads
+// 4 splits' lse and o at once and folds them in with FlashAttention's rescaling (running max
+// m, l = Σ exp(lse − m), acc = Σ exp(lse − m)·o), then the groups' states meet in shared
+// memory. One L2 round trip per 4 splits per group; the first version (one warp walking a
+// row's splits in turn) paid one per split: ~25 µs of a 100 µs 32K decode at 86 splits.
 template <int D>
 __global__ void __launch_bounds__(kMergeThreads)
     merge_splits_kernel(const float* ws_o, const float* ws_lse, int num_splits, int64_t total_rows,
@@ -451,66 +440,78 @@ __global__ void __launch_bounds__(kMergeThreads)
   constexpr int TPS = D / 4;               // threads per split (one float4 each)
   constexpr int NG = kMergeThreads / TPS;  // splits handled at once
   constexpr int U = 4;                     // splits per group per round
-  __shared__ float red_max[32], red_sum[32];
+  __shared__ float m_sh[NG], l_sh[NG];
   __shared__ float4 part[NG][TPS];
   const int64_t R = blockIdx.x;
-  const int tid = threadIdx.x;
+  const int tid = threadIdx.x, g = tid / TPS, c = tid % TPS;
   asm volatile("griddepcontrol.wait;\n" ::: "memory");  // the partials are complete and visible
-  float mx = -INFINITY;
-  for (int s = tid; s < num_splits; s += kMergeThreads) mx = fmaxf(mx, ws_lse[s * total_rows + R]);
-  mx = block_max(mx, red_max);
-  float sum = 0.0f;
-  if (mx != -INFINITY)
-    for (int s = tid; s < num_splits; s += kMergeThreads) {
-      const float l = ws_lse[s * total_rows + R];
-      if (l != -INFINITY) sum += __expf(l - mx);
-    }
-  sum = detail::block_sum(sum, red_sum);
-  const int g = tid / TPS, c = tid % TPS;
+  float m = -INFINITY, l = 0.0f;
   float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-  if (mx != -INFINITY) {
-    for (int s0 = g; s0 < num_splits; s0 += NG * U) {
-      float w[U];
-      float4 v[U];
+  for (int s0 = g; s0 < num_splits; s0 += NG * U) {
+    float ls[U];
+    float4 v[U];
 #pragma unroll
-      for (int u = 0; u < U; ++u) {
-        const int s = s0 + u * NG;
-        w[u] = 0.0f;
-        v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-        if (s < num_splits) {
-          const float l = ws_lse[s * total_rows + R];
-          if (l != -INFINITY) {  // its o is not read (never written as a real value)
-            w[u] = __expf(l - mx);
-            v[u] = *reinterpret_cast<const float4*>(ws_o + (s * total_rows + R) * D + c * 4);
-          }
-        }
-      }
-#pragma unroll
-      for (int u = 0; u < U; ++u) {
-        acc.x += w[u] * v[u].x;
-        acc.y += w[u] * v[u].y;
-        acc.z += w[u] * v[u].z;
-        acc.w += w[u] * v[u].w;
+    for (int u = 0; u < U; ++u) {
+      const int s = s0 + u * NG;
+      ls[u] = -INFINITY;
+      v[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      if (s < num_splits) {  // every split's row is written (o = 0 where lse = −inf)
+        ls[u] = ws_lse[s * total_rows + R];
+        v[u] = *reinterpret_cast<const float4*>(ws_o + (s * total_rows + R) * D + c * 4);
       }
     }
+    float mb = m;
+#pragma unroll
+    for (int u = 0; u < U; ++u) mb = fmaxf(mb, ls[u]);
+    if (mb == -INFINITY) continue;   // no visible key so far
+    const float a = __expf(m - mb);  // 0 while m = −inf
+    l *= a;
+    acc.x *= a;
+    acc.y *= a;
+    acc.z *= a;
+    acc.w *= a;
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (ls[u] == -INFINITY) continue;  // its o drops out unread
+      const float w = __expf(ls[u] - mb);
+      l += w;
+      acc.x += w * v[u].x;
+      acc.y += w * v[u].y;
+      acc.z += w * v[u].z;
+      acc.w += w * v[u].w;
+    }
+    m = mb;
+  }
+  if (c == 0) {
+    m_sh[g] = m;
+    l_sh[g] = l;
   }
   part[g][c] = acc;
   __syncthreads();
   if (tid < TPS) {
-    float4 o = part[0][tid];
+    float M = -INFINITY;
 #pragma unroll
-    for (int k = 1; k < NG; ++k) {
-      o.x += part[k][tid].x;
-      o.y += part[k][tid].y;
-      o.z += part[k][tid].z;
-      o.w += part[k][tid].w;
+    for (int k = 0; k < NG; ++k) M = fmaxf(M, m_sh[k]);
+    float L = 0.0f;
+    float4 o = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (M != -INFINITY) {
+#pragma unroll
+      for (int k = 0; k < NG; ++k) {
+        if (m_sh[k] == -INFINITY) continue;
+        const float w = __expf(m_sh[k] - M);
+        L += w * l_sh[k];
+        o.x += w * part[k][tid].x;
+        o.y += w * part[k][tid].y;
+        o.z += w * part[k][tid].z;
+        o.w += w * part[k][tid].w;
+      }
     }
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+    const float inv = L > 0.0f ? 1.0f / L : 0.0f;
     __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(out + R * D + tid * 4);
     dst[0] = __floats2bfloat162_rn(o.x * inv, o.y * inv);
     dst[1] = __floats2bfloat162_rn(o.z * inv, o.w * inv);
+    if (tid == 0 && lse_out) lse_out[R] = L > 0.0f ? M + __logf(L) : -INFINITY;
   }
-  if (tid == 0 && lse_out) lse_out[R] = sum > 0.0f ? mx + __logf(sum) : -INFINITY;
 }
 
 struct Plan {
@@ -549,14 +550,18 @@ std::atomic<uint64_t>& smem_limit_done() {
   return done;
 }
 
-// Decode-shape thread blocks resident at once on the current device (SMs × blocks per SM,
-// from the occupancy calculator), cached per device and head_dim.
+// The current device's SM count and how many decode-shape thread blocks fit on one SM (the
+// occupancy calculator), cached per device and head_dim.
+struct DecodeOccupancy {
+  int64_t sms, per_sm;
+};
+
 template <int D>
-int64_t decode_slots_d(int dev) {
-  static std::atomic<int64_t> cache[kMaxCachedDevices];
+DecodeOccupancy decode_occupancy_d(int dev) {
+  static std::atomic<int64_t> cache[kMaxCachedDevices];  // sms << 16 | per_sm; 0 = unknown
   if (dev < kMaxCachedDevices) {
     const int64_t c = cache[dev].load(std::memory_order_relaxed);
-    if (c > 0) return c;
+    if (c > 0) return {c >> 16, c & 0xffff};
   }
   auto kernel = paged_attention_kernel<D, 1, 4, 1>;
   constexpr size_t smem = smem_bytes<D, 1, 1>();
@@ -566,19 +571,18 @@ int64_t decode_slots_d(int dev) {
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kDecodeThreads, smem) != cudaSuccess ||
       per_sm < 1)
     per_sm = 1;
-  const int64_t slots = static_cast<int64_t>(sms) * per_sm;
-  if (dev < kMaxCachedDevices) cache[dev].store(slots, std::memory_order_relaxed);
-  return slots;
+  if (dev < kMaxCachedDevices) cache[dev].store(int64_t{sms} << 16 | per_sm, std::memory_order_relaxed);
+  return {sms, per_sm};
 }
 
-int64_t decode_slots(int64_t head_dim) {
+DecodeOccupancy decode_occupancy(int64_t head_dim) {
   int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess) return 132;
+  if (cudaGetDevice(&dev) != cudaSuccess) return {132, 1};
   switch (head_dim) {
-    case 16: return decode_slots_d<16>(dev);
-    case 32: return decode_slots_d<32>(dev);
-    case 64: return decode_slots_d<64>(dev);
-    default: return decode_slots_d<128>(dev);
+    case 16: return decode_occupancy_d<16>(dev);
+    case 32: return decode_occupancy_d<32>(dev);
+    case 64: return decode_occupancy_d<64>(dev);
+    default: return decode_occupancy_d<128>(dev);
   }
 }
 
@@ -594,18 +598,21 @@ Plan make_plan(const PagedAttentionParams& p) {
   if (p.kv_partition_size > 0) {
     part = (p.kv_partition_size + kBlockN - 1) / kBlockN * kBlockN;
   } else if (pl.decode) {
-    // Decode is a stream of the K/V bytes: split each (sequence, kv head) into as many
-    // partitions as fit in ONE wave of resident blocks, so every block starts at once, all
-    // stream equal shares to the end and no partial last wave is left running alone (the
-    // ~2-waves rule left 86 partitions of 384 keys for one 32K sequence: 688 blocks, 1.7
-    // waves of 396, 45% of the copy bandwidth).
-    const int64_t slots = decode_slots(p.head_dim);
-    if (work < slots) {
-      const int64_t want = std::min<int64_t>(slots / work, ctx / kMinDecodePartition);
-      if (want > 1) {
-        part = (ctx + want - 1) / want;
-        part = (part + kBlockN - 1) / kBlockN * kBlockN;
-      }
+    // Decode streams the K/V bytes. Split each (sequence, kv head) into partitions so the
+    // blocks fill the SMs evenly, k on every SM: k = 256 / head_dim, at most what fits (at
+    // d 128, 2 blocks of up to two 32 KB K+V tiles in flight each; smaller d: more, smaller
+    // blocks — not measured). H100, d 128, graph replays (docs/cuda.md, partition sweep): one
+    // sequence × 32K at 256 blocks (2 per SM) 2383 GB/s; at 376 (3 on 112 SMs, 2 on 20) 2314;
+    // at 512 (1.3 waves of 396) 1840; at 688 (1.7 waves, the old ~2-waves rule) 2112; at 176
+    // (1 or 2 per SM) 1868. When k per SM leaves fewer than 2 partitions, fill one whole wave.
+    const DecodeOccupancy occ = decode_occupancy(p.head_dim);
+    const int64_t k = std::min<int64_t>(occ.per_sm, std::max<int64_t>(1, 256 / p.head_dim));
+    int64_t want = k * occ.sms / work;
+    if (want < 2) want = occ.per_sm * occ.sms / work;
+    want = std::min<int64_t>(want, ctx / kMinDecodePartition);
+    if (want > 1) {
+      part = (ctx + want - 1) / want;
+      part = (part + kBlockN - 1) / kBlockN * kBlockN;
     }
   } else {
     int dev = 0, sms = 132;
