@@ -51,7 +51,8 @@ struct PagedAttentionParams {
   // position p is visible iff p ≤ that position. causal = false: every key is visible.
   bool causal = true;
   // Flash-decoding: keys per partition (rounded up to a multiple of 64). 0 = automatic
-  // (split only when the work items are fewer than ~2 waves of the GPU); > 0 forces it,
+  // (decode: partitions that put 256 / head_dim blocks on every SM, docs/cuda.md; prefill:
+  // split only when the work items are fewer than ~2 waves of the GPU); > 0 forces it,
   // which tests use to exercise the split path.
   int64_t kv_partition_size = 0;
   // Device scratch for the partial outputs when the keys are split; see
