@@ -29,7 +29,8 @@ except (OSError, ValueError):
 with open(os.path.join(src, "device.txt")) as f:
     smi = f.read().splitlines()
 device = smi[1].split(",")[0].strip() if len(smi) > 1 else ours.get("device", "unknown")
-commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+# The binaries' commit (LONGCTX_COMMIT when they were built elsewhere than HEAD).
+commit = os.environ.get("LONGCTX_COMMIT") or subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
 now = datetime.datetime.now(datetime.timezone.utc)
 stamp = now.strftime("%Y%m%d_%H%M%S")
 
