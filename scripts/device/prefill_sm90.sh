@@ -10,7 +10,8 @@
 # SM90_CPASYNC=1 also times the Hopper kernel with its K/V loads on cp.async (LONGCTX_ATTN_SM90_TMA=0),
 # SM90_STAGES3=1 with 3 K/V stages, SM90_REPEAT=1 the default again (the run-to-run spread).
 # Logs in $OUT: device.txt, sass.txt, tests.log, tests_off.log, memcheck.log, racecheck.log,
-# bench_sm90.jsonl, bench_portable.jsonl.
+# bench_sm90.jsonl, bench_portable.jsonl (+ bench_sm90_<variant>.jsonl); the last lines print
+# each file's prefill TFLOP/s by L.
 set -uo pipefail
 MODE=${1:-all}
 OUT=${OUT:-/tmp/longctx-sm90-out}
