@@ -116,6 +116,11 @@ StepCost RooflineCostModel::finish(const StepSums& a) const {
     c.gemm_s = calibration_->gemm_scale * c.gemm_s + calibration_->per_token_s * a.tokens / split;
     c.attention_s = (calibration_->per_pair_s * a.pairs + calibration_->per_kv_token_s * a.kv_tokens) / split;
     c.overhead_s = calibration_->step_s + calibration_->per_seq_s * a.seqs;
+    if (calibration_->small_m > 0) {
+      const double small_m = static_cast<double>(calibration_->small_m);
+      if (a.tokens > small_m) c.gemm_s += calibration_->wide_gemm_s;
+      if (a.seqs > small_m) c.gemm_s += calibration_->wide_head_s;
+    }
   }
   return c;
 }

@@ -40,10 +40,19 @@ Result<StepCalibration> calibration_from_json(const nlohmann::json& j, const std
       return invalid_argument(where + ": field \"" + key + "\" must be a number >= 0");
     *out = it->get<double>();
   }
-  if (auto it = j.find("per_kv_token_s"); it != j.end()) {
-    if (!it->is_number() || !(it->get<double>() >= 0))
-      return invalid_argument(where + ": field \"per_kv_token_s\" must be a number >= 0");
-    c.per_kv_token_s = it->get<double>();
+  // Terms added after the first tables: optional, 0 when absent.
+  const std::pair<const char*, double*> optional_fields[] = {
+      {"per_kv_token_s", &c.per_kv_token_s}, {"wide_gemm_s", &c.wide_gemm_s}, {"wide_head_s", &c.wide_head_s}};
+  for (auto [key, out] : optional_fields)
+    if (auto it = j.find(key); it != j.end()) {
+      if (!it->is_number() || !(it->get<double>() >= 0))
+        return invalid_argument(where + ": field \"" + key + "\" must be a number >= 0");
+      *out = it->get<double>();
+    }
+  if (auto it = j.find("small_m"); it != j.end()) {
+    if (!it->is_number_integer() || it->get<int64_t>() < 0)
+      return invalid_argument(where + ": field \"small_m\" must be an integer >= 0");
+    c.small_m = it->get<int64_t>();
   }
   c.num_samples = j.value("num_samples", int64_t{0});
   c.rms_rel_error = j.value("rms_rel_error", 0.0);
@@ -155,6 +164,9 @@ nlohmann::json to_json(const HardwareProfile& p) {
                             {"per_token_s", c.per_token_s},
                             {"per_pair_s", c.per_pair_s},
                             {"per_kv_token_s", c.per_kv_token_s},
+                            {"wide_gemm_s", c.wide_gemm_s},
+                            {"wide_head_s", c.wide_head_s},
+                            {"small_m", c.small_m},
                             {"gemm_scale", c.gemm_scale},
                             {"num_samples", c.num_samples},
                             {"rms_rel_error", c.rms_rel_error}});

@@ -7,10 +7,10 @@
 namespace longctx {
 namespace {
 
-constexpr int kFeatures = 6;
+constexpr int kFeatures = 8;
 using Row = std::array<double, kFeatures>;
 
-Row features(const MeasuredStep& s, const RooflineCostModel& roofline) {
+Row features(const MeasuredStep& s, const RooflineCostModel& roofline, int64_t small_m) {
   double tokens = 0, pairs = 0, kv_tokens = 0;
   for (const ChunkWork& c : s.chunks) {
     const double q = static_cast<double>(c.new_tokens), ctx = static_cast<double>(c.context_tokens);
@@ -18,7 +18,10 @@ Row features(const MeasuredStep& s, const RooflineCostModel& roofline) {
     pairs += q * ctx + q * (q + 1) / 2;
     kv_tokens += ctx + q;
   }
-  return {1.0, static_cast<double>(s.chunks.size()), tokens, pairs, kv_tokens, roofline.breakdown(s.chunks).gemm_s};
+  const double seqs = static_cast<double>(s.chunks.size()), m = static_cast<double>(small_m);
+  const double wide_gemm = small_m > 0 && tokens > m ? 1.0 : 0.0;
+  const double wide_head = small_m > 0 && seqs > m ? 1.0 : 0.0;
+  return {1.0, seqs, tokens, pairs, kv_tokens, wide_gemm, wide_head, roofline.breakdown(s.chunks).gemm_s};
 }
 
 // Least squares on the features in `mask` by the normal equations (columns scaled to
@@ -64,14 +67,14 @@ bool solve_subset(const std::vector<Row>& x, const std::vector<double>& y, unsig
 }  // namespace
 
 Result<StepCalibration> fit_step_calibration(std::span<const MeasuredStep> steps, const RooflineCostModel& roofline,
-                                             const std::string& model_name) {
+                                             const std::string& model_name, int64_t small_m) {
   if (steps.size() < kFeatures)
     return invalid_argument("a step fit needs at least " + std::to_string(kFeatures) + " measured steps, got " +
                             std::to_string(steps.size()));
   std::vector<Row> x;
   std::vector<double> y;
   for (const MeasuredStep& s : steps) {
-    x.push_back(features(s, roofline));
+    x.push_back(features(s, roofline, small_m));
     y.push_back(s.seconds);
   }
   // Relative error is what matters (a 1 ms decode and a 1 s prefill alike): weight each
@@ -109,7 +112,10 @@ Result<StepCalibration> fit_step_calibration(std::span<const MeasuredStep> steps
   c.per_token_s = best_coef[2];
   c.per_pair_s = best_coef[3];
   c.per_kv_token_s = best_coef[4];
-  c.gemm_scale = best_coef[5];
+  c.wide_gemm_s = best_coef[5];
+  c.wide_head_s = best_coef[6];
+  c.small_m = small_m;
+  c.gemm_scale = best_coef[7];
   c.num_samples = static_cast<int64_t>(steps.size());
   c.rms_rel_error = std::sqrt(best / static_cast<double>(steps.size()));
   return c;

@@ -1,6 +1,7 @@
 // Fitting a StepCalibration (perf/hardware.h) to measured steps: non-negative least
 // squares of measured seconds on the features [1, sequences, tokens, query-key pairs,
-// KV tokens read, roofline GEMM seconds]. With six features the exact NNLS solution is found by
+// KV tokens read, tokens > small_m, sequences > small_m, roofline GEMM seconds]
+// (perf/hardware.h says what each prices). With eight features the exact NNLS solution is found by
 // trying every subset of active features (unconstrained least squares on the subset,
 // kept when all its coefficients are >= 0) and keeping the smallest residual.
 #pragma once
@@ -21,7 +22,9 @@ struct MeasuredStep {
 
 // `roofline` prices the GEMM feature (its hardware should carry no calibration for the
 // model). Errors: fewer steps than features, or no subset with a solution.
+// small_m: the backend's GEMM regime switch (0: none; the two indicator features are then
+// left out).
 Result<StepCalibration> fit_step_calibration(std::span<const MeasuredStep> steps, const RooflineCostModel& roofline,
-                                             const std::string& model_name);
+                                             const std::string& model_name, int64_t small_m = 0);
 
 }  // namespace longctx

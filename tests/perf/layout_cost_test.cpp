@@ -145,12 +145,21 @@ TEST(StepCalibration, ReplacesFixedCostsForItsShapeOnly) {
   cal.per_pair_s = 0.5;
   cal.per_kv_token_s = 0.125;
   cal.gemm_scale = 2;
+  cal.small_m = 4;
+  cal.wide_gemm_s = 1;  // 9 tokens > 4: paid
+  cal.wide_head_s = 64; // 2 sequences: not paid
   hw.calibrations.push_back(cal);
   const RooflineCostModel m(toy_shape(), hw);
   const std::vector<ChunkWork> w = {{0, 8}, {9, 1}};  // 9 tokens, 36 + 10 pairs, 8 + 10 KV tokens, 2 seqs
   const StepCost c = m.breakdown(w);
   // gemm: 2 · roofline (9 tokens · 1 FLOP) + 0.25 · 9; attention 0.5 · 46 + 0.125 · 18; 3 + 2 · 2.
-  EXPECT_DOUBLE_EQ(c.gemm_s, 2 * 9.0 + 0.25 * 9);
+  EXPECT_DOUBLE_EQ(c.gemm_s, 2 * 9.0 + 0.25 * 9 + 1);
+  // Five decodes: past small_m in sequences too (and 5 tokens), so both regime terms.
+  const std::vector<ChunkWork> decodes(5, ChunkWork{3, 1});
+  EXPECT_DOUBLE_EQ(m.breakdown(decodes).gemm_s, 2 * 5.0 + 0.25 * 5 + 1 + 64);
+  // Four: neither.
+  const std::vector<ChunkWork> four(4, ChunkWork{3, 1});
+  EXPECT_DOUBLE_EQ(m.breakdown(four).gemm_s, 2 * 4.0 + 0.25 * 4);
   EXPECT_DOUBLE_EQ(c.attention_s, 23.0 + 2.25);
   EXPECT_DOUBLE_EQ(c.overhead_s, 7.0);
   // Another shape falls back to the roofline and the table's step overhead.
@@ -170,6 +179,9 @@ TEST(StepCalibration, JsonRoundTripAndErrors) {
   cal.per_token_s = 3e-6;
   cal.per_pair_s = 4e-9;
   cal.per_kv_token_s = 6e-8;
+  cal.wide_gemm_s = 2e-3;
+  cal.wide_head_s = 3e-3;
+  cal.small_m = 4;
   cal.gemm_scale = 1.5;
   cal.num_samples = 12;
   cal.rms_rel_error = 0.05;
@@ -182,6 +194,9 @@ TEST(StepCalibration, JsonRoundTripAndErrors) {
   EXPECT_EQ(b.model, "qwen3/tiny");
   EXPECT_EQ(b.per_pair_s, 4e-9);
   EXPECT_EQ(b.per_kv_token_s, 6e-8);
+  EXPECT_EQ(b.wide_gemm_s, 2e-3);
+  EXPECT_EQ(b.wide_head_s, 3e-3);
+  EXPECT_EQ(b.small_m, 4);
   EXPECT_EQ(b.gemm_scale, 1.5);
   EXPECT_EQ(b.num_samples, 12);
   EXPECT_EQ(back->net_bytes_per_s, 7);

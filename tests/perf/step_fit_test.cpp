@@ -39,19 +39,25 @@ TEST(StepFit, RecoversTheCoefficientsThatMadeTheTimes) {
   truth.per_token_s = 2e-5;
   truth.per_pair_s = 4e-9;
   truth.per_kv_token_s = 3e-7;
+  truth.wide_gemm_s = 4e-3;
+  truth.wide_head_s = 6e-3;
+  truth.small_m = 4;
   truth.gemm_scale = 1.2;
   HardwareProfile with = hw;
   with.calibrations = {truth};
   const RooflineCostModel priced(toy_shape(), with);
   std::vector<MeasuredStep> steps = shapes();
   for (MeasuredStep& s : steps) s.seconds = priced.step_time_s(s.chunks);
-  auto fit = fit_step_calibration(steps, roofline, "toy");
+  auto fit = fit_step_calibration(steps, roofline, "toy", 4);
   ASSERT_TRUE(fit.is_ok()) << fit.status().to_string();
   EXPECT_NEAR(fit->step_s, truth.step_s, 1e-9);
   EXPECT_NEAR(fit->per_seq_s, truth.per_seq_s, 1e-9);
   EXPECT_NEAR(fit->per_token_s, truth.per_token_s, 1e-10);
   EXPECT_NEAR(fit->per_pair_s, truth.per_pair_s, 1e-13);
   EXPECT_NEAR(fit->per_kv_token_s, truth.per_kv_token_s, 1e-11);
+  EXPECT_NEAR(fit->wide_gemm_s, truth.wide_gemm_s, 1e-9);
+  EXPECT_NEAR(fit->wide_head_s, truth.wide_head_s, 1e-9);
+  EXPECT_EQ(fit->small_m, 4);
   EXPECT_NEAR(fit->gemm_scale, truth.gemm_scale, 1e-6);
   EXPECT_LT(fit->rms_rel_error, 1e-9);
   EXPECT_EQ(fit->num_samples, static_cast<int64_t>(steps.size()));
@@ -74,10 +80,10 @@ TEST(StepFit, CoefficientsNeverNegative) {
 TEST(StepFit, TooFewStepsIsAnError) {
   const HardwareProfile hw{"t", 1e10, 1e10, 1e10, 0, 0, 1e12, 0, {}};
   const RooflineCostModel roofline(toy_shape(), hw);
-  std::vector<MeasuredStep> steps(5, MeasuredStep{{ChunkWork{0, 4}}, 0.01});
+  std::vector<MeasuredStep> steps(7, MeasuredStep{{ChunkWork{0, 4}}, 0.01});
   auto fit = fit_step_calibration(steps, roofline, "toy");
   ASSERT_FALSE(fit.is_ok());
-  EXPECT_NE(fit.status().message().find("at least 6"), std::string::npos);
+  EXPECT_NE(fit.status().message().find("at least 8"), std::string::npos);
 }
 
 }  // namespace

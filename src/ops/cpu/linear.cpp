@@ -11,9 +11,7 @@
 namespace longctx::cpu {
 namespace {
 
-// Below this many rows of x, the half-precision path is memory bound on W: one pass over
-// W with on-the-fly conversion (GEMV style) beats converting W and calling sgemm.
-constexpr int64_t kSmallM = 4;
+constexpr int64_t kSmallM = kLinearSmallM;
 // A converted fp32 panel of W is at most this many bytes, so it stays in the 2 MiB L2 of
 // the CI cores while sgemm streams x against it.
 constexpr int64_t kPanelBytes = int64_t{1} << 20;

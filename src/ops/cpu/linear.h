@@ -13,6 +13,12 @@
 
 namespace longctx::cpu {
 
+// Up to this many rows of x, half-precision W takes the GEMV-style path (one pass over W,
+// converted on the fly: memory bound on W); above it W is widened to fp32 panel by panel
+// and sgemm runs — a cost per call of the size of W, whatever m is. The step-time
+// calibration prices the switch (perf/hardware.h, StepCalibration::small_m).
+inline constexpr int64_t kLinearSmallM = 4;
+
 struct LinearParams {
   const float* x = nullptr;  // [m, k], row stride k
   const void* w = nullptr;   // [n, k] in w_dtype, row-major
