@@ -11,7 +11,7 @@ for b in "$@"; do
   ldd "$b" | awk '/=> \//{print $3}' | while read -r lib; do
     case "$(basename "$lib")" in
       libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libstdc++.so*|libgcc_s.so*) ;;
-      libcuda*|libcublas*|libcudart*|libnvidia*) ;;
+      libcuda*|libcublas*|libcudart*|libnvidia*|libnccl*) ;;  # NCCL: the machine's wheel (layouts_gpu.sh)
       *) cp -uL "$lib" "$dir/" ;;
     esac
   done

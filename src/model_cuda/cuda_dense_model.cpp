@@ -32,13 +32,14 @@ size_t take(size_t& off, size_t bytes) {
 
 }  // namespace
 
-CudaDenseModel::CudaDenseModel(const ModelConfig& cfg, const CudaModelOptions& opts)
-    : cfg_(cfg), opts_(opts) {}
+CudaDenseModel::CudaDenseModel(const ModelConfig& cfg, const CudaModelOptions& opts, const CudaRankSpec& spec,
+                               const RankShape& rs)
+    : cfg_(cfg), opts_(opts), spec_(spec), rs_(rs) {}
 
 CudaDenseModel::~CudaDenseModel() {
   graphs_.clear();
   if (blas_.handle) cublasLtDestroy(blas_.handle);
-  if (stream_) cudaStreamDestroy(stream_);
+  if (stream_ && owns_stream_) cudaStreamDestroy(stream_);
 }
 
 namespace {
@@ -78,7 +79,62 @@ Result<std::unique_ptr<CudaDenseModel>> CudaDenseModel::create(const ModelConfig
     LONGCTX_RETURN_IF_ERROR(
         check_weights_fit(total, used0, opts.gpu_memory_utilization, device_weight_bytes(cfg)));
   LONGCTX_ASSIGN_OR_RETURN(DeviceWeights dw, upload_dense_weights(cfg, w));
-  std::unique_ptr<CudaDenseModel> m(new CudaDenseModel(cfg, opts));
+  std::unique_ptr<CudaDenseModel> m(new CudaDenseModel(cfg, opts, CudaRankSpec{}, full_rank_shape(cfg)));
+  LONGCTX_RETURN_IF_ERROR(m->init(std::move(dw), used0));
+  return m;
+}
+
+namespace {
+
+// What the GPU model runs of a layout, with ShardedDenseModel::shard's messages where the
+// rule is the same.
+Status check_rank_spec(const ModelConfig& cfg, const CudaModelOptions& opts, const CudaRankSpec& spec) {
+  const ParallelLayout& layout = spec.layout;
+  const ParallelConfig& pc = layout.config();
+  if (pc.cp > 1 || pc.dcp > 1 || pc.kvp > 1 || pc.helix || pc.ep > 1)
+    return invalid_argument("the GPU model runs --tp and --pp layouts so far; " + layout.to_string() +
+                            (pc.helix ? " --helix" : "") +
+                            (pc.ep > 1 ? " --ep " + std::to_string(pc.ep) : "") +
+                            " needs the attention exchange across ranks (CPU only)");
+  if (layout.dims().num_heads != cfg.num_heads || layout.dims().num_kv_heads != cfg.num_kv_heads ||
+      layout.dims().num_layers != cfg.num_layers)
+    return invalid_argument("CudaDenseModel: the layout (" + layout.to_string() +
+                            ") was built for other head/layer counts than the model's");
+  if (cfg.intermediate_size % pc.tp != 0)
+    return invalid_argument("--tp " + std::to_string(pc.tp) + " must divide the MLP width " +
+                            std::to_string(cfg.intermediate_size));
+  if (spec.rank < 0 || spec.rank >= layout.world_size())
+    return invalid_argument("rank " + std::to_string(spec.rank) + " is outside the layout's world of " +
+                            std::to_string(layout.world_size()));
+  if (layout.world_size() > 1) {
+    if (!spec.comms || (pc.tp > 1 && !spec.comms->tp) || (pc.pp > 1 && !spec.comms->pp))
+      return invalid_argument("CudaDenseModel rank " + std::to_string(spec.rank) + " of " +
+                              layout.to_string() + ": no communicator for its TP or PP group");
+    if (!opts.stream)
+      return invalid_argument(
+          "CudaDenseModel: a rank runs on the stream its communicators are ordered on; set "
+          "CudaModelOptions::stream");
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<CudaDenseModel>> CudaDenseModel::create(const ModelConfig& cfg, const DenseWeights& w,
+                                                               const CudaModelOptions& opts,
+                                                               const CudaRankSpec& spec) {
+  LONGCTX_RETURN_IF_ERROR(check_options(opts));
+  LONGCTX_RETURN_IF_ERROR(check_supported(cfg));
+  LONGCTX_RETURN_IF_ERROR(check_rank_spec(cfg, opts, spec));
+  const RankShape rs = longctx::cuda::rank_shape(cfg, spec.layout, spec.rank);
+  LONGCTX_CUDA_OK(cudaFree(nullptr), "initialising CUDA");
+  size_t total = 0;
+  LONGCTX_ASSIGN_OR_RETURN(size_t used0, used_device_bytes(&total));
+  if (opts.num_kv_blocks == 0)
+    LONGCTX_RETURN_IF_ERROR(
+        check_weights_fit(total, used0, opts.gpu_memory_utilization, device_weight_bytes(cfg, rs)));
+  LONGCTX_ASSIGN_OR_RETURN(DeviceWeights dw, upload_dense_weights(cfg, w, rs));
+  std::unique_ptr<CudaDenseModel> m(new CudaDenseModel(cfg, opts, spec, rs));
   LONGCTX_RETURN_IF_ERROR(m->init(std::move(dw), used0));
   return m;
 }
@@ -94,7 +150,7 @@ Result<std::unique_ptr<CudaDenseModel>> CudaDenseModel::create_random(const Mode
     LONGCTX_RETURN_IF_ERROR(
         check_weights_fit(total, used0, opts.gpu_memory_utilization, device_weight_bytes(cfg)));
   LONGCTX_ASSIGN_OR_RETURN(DeviceWeights dw, random_dense_weights(cfg, seed, 0.02f));
-  std::unique_ptr<CudaDenseModel> m(new CudaDenseModel(cfg, opts));
+  std::unique_ptr<CudaDenseModel> m(new CudaDenseModel(cfg, opts, CudaRankSpec{}, full_rank_shape(cfg)));
   LONGCTX_RETURN_IF_ERROR(m->init(std::move(dw), used0));
   return m;
 }
@@ -110,7 +166,13 @@ Status CudaDenseModel::init(DeviceWeights w, size_t used_at_start) {
   max_rows_ = opts_.max_logit_rows > 0 ? opts_.max_logit_rows : opts_.max_num_seqs;
   max_rows_ = std::min(max_rows_, max_tokens_);
 
-  LONGCTX_CUDA_OK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "creating the model's stream");
+  if (opts_.stream) {
+    stream_ = opts_.stream;
+  } else {
+    LONGCTX_CUDA_OK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking),
+                    "creating the model's stream");
+    owns_stream_ = true;
+  }
   LONGCTX_CUBLAS_OK(cublasLtCreate(&blas_.handle), "creating the cuBLASLt handle");
   LONGCTX_RETURN_IF_ERROR(allocate_workspaces());
 
@@ -121,7 +183,7 @@ Status CudaDenseModel::init(DeviceWeights w, size_t used_at_start) {
       cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * sizeof(double), cudaMemcpyHostToDevice),
       "uploading rope frequencies");
 
-  KVCacheShape shape{cfg_.num_layers, 0, bs, cfg_.num_kv_heads, cfg_.head_dim, false};
+  KVCacheShape shape{rs_.num_layers, 0, bs, rs_.num_kv_heads, cfg_.head_dim, false};
   const size_t per_block = DeviceKVCache::bytes_per_block(shape);
   if (opts_.num_kv_blocks > 0) {
     shape.num_blocks = opts_.num_kv_blocks;
@@ -168,14 +230,18 @@ Status CudaDenseModel::init(DeviceWeights w, size_t used_at_start) {
 
 Status CudaDenseModel::allocate_workspaces() {
   const int64_t t = max_tokens_, h = cfg_.hidden_size, d = cfg_.head_dim;
-  const int64_t qw = cfg_.num_heads * d, qkvw = qw + 2 * cfg_.num_kv_heads * d,
-                inter = cfg_.intermediate_size;
+  const int64_t qw = rs_.num_q_heads * d, qkvw = qw + 2 * rs_.num_kv_heads * d, inter = rs_.intermediate;
   const int64_t r = max_rows_;
+  // A vocabulary-split LM head: this rank's columns and the TP group's, gathered.
+  const int64_t tp = spec_.layout.config().tp;
+  const bool split_head = rs_.head && rs_.vocab_rows != cfg_.vocab_size;
   size_t off = 0;
   const size_t o_res = take(off, t * h * 4), o_norm = take(off, t * h * 2), o_qkv = take(off, t * qkvw * 2),
                o_attn = take(off, t * qw * 2), o_gu = take(off, t * 2 * inter * 2),
                o_act = take(off, t * inter * 2), o_fn = take(off, r * h * 2),
-               o_logits = take(off, r * cfg_.vocab_size * 4), o_arg = take(off, r * 4);
+               o_logits = take(off, r * cfg_.vocab_size * 4), o_arg = take(off, r * 4),
+               o_hp = take(off, split_head ? r * rs_.vocab_rows * 4 : 0),
+               o_ha = take(off, split_head ? tp * r * rs_.vocab_rows * 4 : 0);
   LONGCTX_ASSIGN_OR_RETURN(act_,
                            DeviceBuffer::allocate(off, "activations for " + std::to_string(t) + " tokens"));
   a_.residual = act_.as<float>(o_res);
@@ -187,6 +253,8 @@ Status CudaDenseModel::allocate_workspaces() {
   a_.final_normed = act_.as<__nv_bfloat16>(o_fn);
   a_.logits = act_.as<float>(o_logits);
   a_.argmax = act_.as<int32_t>(o_arg);
+  a_.head_part = split_head ? act_.as<float>(o_hp) : nullptr;
+  a_.head_all = split_head ? act_.as<float>(o_ha) : nullptr;
 
   const int64_t s = opts_.max_num_seqs;
   size_t mo = 0;
@@ -327,9 +395,14 @@ Status CudaDenseModel::stage(const ForwardBatch& b, const StepShape& s) {
 }
 
 Status CudaDenseModel::enqueue_step(const StepShape& s) {
-  const int64_t t = s.tokens, h = cfg_.hidden_size, d = cfg_.head_dim, hq = cfg_.num_heads,
-                hkv = cfg_.num_kv_heads;
-  const int64_t qw = hq * d, kvw = hkv * d, qkvw = qw + 2 * kvw, inter = cfg_.intermediate_size;
+  const int64_t t = s.tokens, h = cfg_.hidden_size, d = cfg_.head_dim, hq = rs_.num_q_heads,
+                hkv = rs_.num_kv_heads;
+  const int64_t qw = hq * d, kvw = hkv * d, qkvw = qw + 2 * kvw, inter = rs_.intermediate;
+  // TP: rank 0 adds its partial product (and the bias) to the residual, the others write
+  // theirs over it; the all-reduce then leaves residual + Σ partials on every rank.
+  Communicator* tp = spec_.layout.config().tp > 1 ? spec_.comms->tp.get() : nullptr;
+  Communicator* pp = spec_.layout.config().pp > 1 ? spec_.comms->pp.get() : nullptr;
+  const bool lead = !tp || tp->rank() == 0;
   const float eps = static_cast<float>(cfg_.rms_norm_eps);
   const auto* ids = meta_.as<int32_t>(m_.ids);
   const auto* pos = meta_.as<int32_t>(m_.positions);
@@ -351,9 +424,12 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
     return cublas_status(linear(blas_, lp, stream_), what);
   };
 
-  LONGCTX_CUDA_OK(embedding_f32(ids, t, w_.embed_tokens, cfg_.vocab_size, h, a_.residual, stream_),
-                  "embedding");
-  for (int64_t l = 0; l < cfg_.num_layers; ++l) {
+  if (rs_.embed)
+    LONGCTX_CUDA_OK(embedding_f32(ids, t, w_.embed_tokens, cfg_.vocab_size, h, a_.residual, stream_),
+                    "embedding");
+  else
+    pp->recv(a_.residual, t * h, pp->rank() - 1);
+  for (int64_t l = 0; l < rs_.num_layers; ++l) {
     const DeviceLayerWeights& lw = w_.layers[static_cast<size_t>(l)];
     LONGCTX_CUDA_OK(rms_norm_f32(a_.residual, nullptr, lw.input_norm, a_.normed, t, h, eps, stream_),
                     "input norm");
@@ -400,8 +476,9 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
                             " bytes is too small: " + std::to_string(paged_attention_workspace_bytes(ap, t)) +
                             " needed");
     LONGCTX_CUDA_OK(paged_attention(ap, t, stream_), "paged attention");
-    LONGCTX_RETURN_IF_ERROR(
-        gemm(a_.attn, lw.o_proj, lw.o_bias, a_.residual, DType::kF32, t, h, qw, true, "o_proj"));
+    LONGCTX_RETURN_IF_ERROR(gemm(a_.attn, lw.o_proj, lead ? lw.o_bias : nullptr, a_.residual, DType::kF32, t,
+                                 h, qw, lead, "o_proj"));
+    if (tp) tp->all_reduce_sum(a_.residual, t * h);
 
     LONGCTX_CUDA_OK(rms_norm_f32(a_.residual, nullptr, lw.post_attention_norm, a_.normed, t, h, eps, stream_),
                     "post-attention norm");
@@ -409,16 +486,35 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
                                  2 * inter, h, false, "gate_up_proj"));
     LONGCTX_CUDA_OK(silu_mul(a_.gate_up, a_.gate_up + inter, a_.mlp_act, t, inter, 2 * inter, stream_),
                     "silu_mul");
-    LONGCTX_RETURN_IF_ERROR(
-        gemm(a_.mlp_act, lw.down, lw.down_bias, a_.residual, DType::kF32, t, h, inter, true, "down_proj"));
+    LONGCTX_RETURN_IF_ERROR(gemm(a_.mlp_act, lw.down, lead ? lw.down_bias : nullptr, a_.residual, DType::kF32,
+                                 t, h, inter, lead, "down_proj"));
+    if (tp) tp->all_reduce_sum(a_.residual, t * h);
+  }
+  if (!rs_.head) {
+    pp->send(a_.residual, t * h, pp->rank() + 1);
+    return Status::ok();
   }
   // Final norm and LM head for the wanted rows only, then greedy sampling.
   const int64_t r = s.logit_rows;
   LONGCTX_CUDA_OK(rms_norm_f32(a_.residual, meta_.as<int64_t>(m_.logit_rows), w_.final_norm, a_.final_normed,
                                r, h, eps, stream_),
                   "final norm");
-  LONGCTX_RETURN_IF_ERROR(gemm(a_.final_normed, w_.lm_head, nullptr, a_.logits, DType::kF32, r,
-                               cfg_.vocab_size, h, false, "lm_head"));
+  if (!a_.head_part) {
+    LONGCTX_RETURN_IF_ERROR(gemm(a_.final_normed, w_.lm_head, nullptr, a_.logits, DType::kF32, r,
+                                 cfg_.vocab_size, h, false, "lm_head"));
+  } else {
+    // Vocabulary split: gather [tp][rows][vocab / tp], lay it out as [rows][vocab].
+    const int64_t lv = rs_.vocab_rows;
+    LONGCTX_RETURN_IF_ERROR(
+        gemm(a_.final_normed, w_.lm_head, nullptr, a_.head_part, DType::kF32, r, lv, h, false, "lm_head"));
+    tp->all_gather(a_.head_part, r * lv, a_.head_all);
+    for (int j = 0; j < tp->size(); ++j)
+      LONGCTX_CUDA_OK(cudaMemcpy2DAsync(a_.logits + j * lv, static_cast<size_t>(cfg_.vocab_size) * 4,
+                                        a_.head_all + j * r * lv, static_cast<size_t>(lv) * 4,
+                                        static_cast<size_t>(lv) * 4, static_cast<size_t>(r),
+                                        cudaMemcpyDeviceToDevice, stream_),
+                      "laying out the gathered logits");
+  }
   LONGCTX_CUDA_OK(argmax(a_.logits, r, cfg_.vocab_size, a_.argmax, stream_), "argmax");
   return Status::ok();
 }
@@ -445,7 +541,7 @@ Status CudaDenseModel::run(const ForwardBatch& b, bool use_graphs) {
   const int64_t bucket = decode ? DecodeGraphs::batch_bucket(ns, opts_.max_num_seqs) : 0;
   // The padded step must fit the buffers sized for max_logit_rows and the block tables.
   const bool graph = use_graphs && opts_.cuda_graphs && decode && bucket > 0 && bucket <= max_rows_ &&
-                     s.table_stride <= max_blocks_per_seq_;
+                     s.table_stride <= max_blocks_per_seq_ && spec_.layout.world_size() == 1;
   if (graph) s.tokens = s.seqs = s.logit_rows = bucket;
   try {
     LONGCTX_RETURN_IF_ERROR(stage(b, s));
@@ -458,12 +554,18 @@ Status CudaDenseModel::run(const ForwardBatch& b, bool use_graphs) {
     }
   } catch (const std::invalid_argument& e) {  // a kernel refused its parameters: a bug here
     return internal_error(std::string("CUDA forward: ") + e.what());
+  } catch (const StatusError& e) {  // a collective failed (CommAborted goes on to run_on_ranks)
+    return e.status();
   }
   return Status::ok();
 }
 
 Result<Tensor> CudaDenseModel::forward(const ForwardBatch& b, bool use_graphs) {
   LONGCTX_RETURN_IF_ERROR(run(b, use_graphs));
+  if (!rs_.head) {
+    LONGCTX_CUDA_OK(cudaStreamSynchronize(stream_), "the forward pass");
+    return Tensor();
+  }
   const int64_t rows = static_cast<int64_t>(b.logit_rows.size()), vocab = cfg_.vocab_size;
   Tensor out = Tensor::empty({rows, vocab}, DType::kF32);
   if (rows > 0) {
@@ -478,7 +580,7 @@ Result<Tensor> CudaDenseModel::forward(const ForwardBatch& b, bool use_graphs) {
 
 Result<std::vector<int32_t>> CudaDenseModel::forward_greedy(const ForwardBatch& b, bool use_graphs) {
   LONGCTX_RETURN_IF_ERROR(run(b, use_graphs));
-  const size_t rows = b.logit_rows.size();
+  const size_t rows = rs_.head ? b.logit_rows.size() : 0;
   if (rows > 0)
     LONGCTX_CUDA_OK(
         cudaMemcpyAsync(out_host_.as<int32_t>(), a_.argmax, rows * 4, cudaMemcpyDeviceToHost, stream_),
@@ -502,6 +604,10 @@ Result<CudaDenseModel::RowsOut> CudaDenseModel::forward_rows(const ForwardBatch&
       return invalid_argument("host_rows must be ascending indices into the batch's " + std::to_string(rows) +
                               " logit rows");
   LONGCTX_RETURN_IF_ERROR(run(b, use_graphs));
+  if (!rs_.head) {
+    LONGCTX_CUDA_OK(cudaStreamSynchronize(stream_), "the forward pass");
+    return RowsOut{};
+  }
   // out_host_ holds max_rows_ × vocab floats: the ids go after the host rows' logits.
   const size_t n_host = host_rows.size();
   const size_t row_bytes = static_cast<size_t>(vocab) * 4;

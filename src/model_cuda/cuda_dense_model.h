@@ -8,6 +8,18 @@
 // Numerics: bf16 weights and GEMM inputs, fp32 accumulation, an fp32 residual stream (as
 // the CPU backend), bf16 activations between the ops, fp32 logits.
 //
+// Ranks (create with a CudaRankSpec): one rank of a ParallelLayout, TP and PP so far, the
+// semantics of ShardedDenseModel (model/sharded_dense_model.h). The rank holds its q/k/v
+// heads (kv heads replicated when tp > Hkv), their o_proj columns, its gate/up rows and
+// down columns, its stage's layers (and their KV cache only); o_proj's and down's partial
+// products are summed over the TP group (fp32 all-reduce of the residual: rank 0 adds its
+// product and the bias to the residual, the others their product alone, so the sum is
+// residual + Σ partials); the fp32 residual goes stage to stage by send/recv; the last
+// stage runs the LM head, split over the vocabulary and all-gathered when tp divides it.
+// Every rank runs the same ForwardBatch in lockstep; only the last stage returns logits
+// or tokens (the others return empty results). Multi-rank steps run eager (no CUDA graphs:
+// the device-staged communicator synchronizes on the host).
+//
 // Not thread-safe: one thread owns the model and its stream (STYLE.md §18).
 #pragma once
 
@@ -31,6 +43,8 @@
 #include "model_cuda/memory_plan.h"
 #include "ops/cuda/linear.h"
 #include "ops/cuda/sampling.h"
+#include "parallel/parallel_layout.h"
+#include "parallel/rank_communicators.h"
 
 namespace longctx::cuda {
 
@@ -43,6 +57,18 @@ struct CudaModelOptions {
   double gpu_memory_utilization = 0.9;  // fraction of the device's memory this model may use
   int64_t num_kv_blocks = 0;            // > 0: exactly this pool (tests), no memory plan
   bool cuda_graphs = true;              // replay decode steps as CUDA graphs
+  // The stream the model runs on (borrowed); null = one of its own. A rank's model runs on
+  // the stream its communicators are ordered on, so a multi-rank model needs it.
+  cudaStream_t stream = nullptr;
+};
+
+// One rank of a layout. The communicators (borrowed, outliving the model) are ordered on
+// CudaModelOptions::stream: parallel_nccl/device_staged_communicator.h (ranks sharing a
+// GPU) or NCCL joined to it (parallel_nccl/stream_joined_communicator.h).
+struct CudaRankSpec {
+  ParallelLayout layout;
+  int rank = 0;
+  RankCommunicators* comms = nullptr;
 };
 
 class CudaDenseModel {
@@ -50,6 +76,11 @@ class CudaDenseModel {
   // Host weights (e.g. load_dense_weights with --dtype bf16) copied to the GPU.
   static Result<std::unique_ptr<CudaDenseModel>> create(const ModelConfig& cfg, const DenseWeights& w,
                                                         const CudaModelOptions& opts);
+  // This rank's share of the host weights (the full model's), under spec.layout (built with
+  // ShardedDenseModel::layout_dims(cfg)); TP and PP only, other splits are refused.
+  static Result<std::unique_ptr<CudaDenseModel>> create(const ModelConfig& cfg, const DenseWeights& w,
+                                                        const CudaModelOptions& opts,
+                                                        const CudaRankSpec& spec);
   // Random weights made on the GPU (benchmarks of real shapes without a checkpoint).
   static Result<std::unique_ptr<CudaDenseModel>> create_random(const ModelConfig& cfg, uint64_t seed,
                                                                const CudaModelOptions& opts);
@@ -65,6 +96,11 @@ class CudaDenseModel {
   int64_t max_model_len() const { return max_model_len_; }
   size_t num_graphs() const { return graphs_.size(); }
   cudaStream_t stream() const { return stream_; }
+  const ParallelLayout& layout() const { return spec_.layout; }
+  int rank() const { return spec_.rank; }
+  const RankShape& rank_shape() const { return rs_; }
+  // The last pipeline stage returns logits and tokens; the others empty results.
+  bool returns_logits() const { return rs_.head; }
 
   // fp32 logits [batch.logit_rows.size(), vocab] on the host. use_graphs = false forces
   // the eager path (tests compare the two).
@@ -98,7 +134,8 @@ class CudaDenseModel {
   struct StepShape {
     int64_t tokens = 0, seqs = 0, logit_rows = 0, max_num_q = 0, max_context_len = 0, table_stride = 0;
   };
-  CudaDenseModel(const ModelConfig& cfg, const CudaModelOptions& opts);
+  CudaDenseModel(const ModelConfig& cfg, const CudaModelOptions& opts, const CudaRankSpec& spec,
+                 const RankShape& rs);
   Status init(DeviceWeights w, size_t used_at_start);
   Status allocate_workspaces();
   Status probe_sampling();
@@ -110,6 +147,9 @@ class CudaDenseModel {
 
   ModelConfig cfg_;
   CudaModelOptions opts_;
+  CudaRankSpec spec_;  // a single-rank layout for the whole model
+  RankShape rs_;
+  bool owns_stream_ = false;
   int64_t max_model_len_ = 0, max_blocks_per_seq_ = 0, max_tokens_ = 0, max_rows_ = 0;
   MemoryPlan plan_;
   DeviceWeights w_;
@@ -127,6 +167,7 @@ class CudaDenseModel {
     __nv_bfloat16 *normed, *qkv, *attn, *gate_up, *mlp_act, *final_normed;
     float* logits;
     int32_t* argmax;
+    float *head_part, *head_all;  // vocab-split LM head: this rank's columns, every rank's
   } a_{};
   struct {
     size_t ids, positions, slots, q_begin, context_lens, logit_rows, block_tables, end;

@@ -2,6 +2,12 @@
 // on the CPU), norms fp32 (the CPU backend's precision), biases in their GEMM's output
 // dtype (cuBLASLt's bias epilogue: bf16 for q|k|v and gate|up, fp32 for the projections
 // that accumulate into the fp32 residual). All in one device allocation.
+//
+// A rank of a ParallelLayout (TP, PP) holds its share only (RankShape): its q heads and
+// kv heads (replicated when tp > Hkv), those heads' o_proj input columns, its gate/up
+// rows and down columns, its stage's layers, the embedding on the first stage and the
+// final norm and LM head on the last — vocabulary rows vocab / tp when tp divides the
+// vocabulary, else all of them: the slicing of ShardedDenseModel::shard, on upload.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -13,6 +19,7 @@
 #include "model/config.h"
 #include "model/dense_weights.h"
 #include "model_cuda/device_buffer.h"
+#include "parallel/parallel_layout.h"
 
 namespace longctx::cuda {
 
@@ -33,11 +40,25 @@ struct DeviceLayerWeights {
 
 struct DeviceWeights {
   DeviceBuffer arena;
-  __nv_bfloat16* embed_tokens = nullptr;  // [vocab, hidden]
-  __nv_bfloat16* lm_head = nullptr;       // [vocab, hidden]; = embed_tokens when tied
-  float* final_norm = nullptr;            // [hidden]
-  std::vector<DeviceLayerWeights> layers;
+  __nv_bfloat16* embed_tokens = nullptr;  // [vocab, hidden]; null off the first stage
+  __nv_bfloat16* lm_head =
+      nullptr;                  // [vocab rows, hidden]; = embed_tokens when tied; null off the last stage
+  float* final_norm = nullptr;  // [hidden]; null off the last stage
+  std::vector<DeviceLayerWeights> layers;  // the stage's layers
 };
+
+// What one rank holds (the whole model: full_rank_shape). Head, width and layer counts
+// are this rank's; the matrices above have these sizes in place of the config's.
+struct RankShape {
+  int64_t num_q_heads = 0, num_kv_heads = 0, intermediate = 0;
+  int64_t first_q_head = 0, first_kv_head = 0, first_column = 0;  // into the full model's
+  int64_t first_layer = 0, num_layers = 0;
+  int64_t vocab_rows = 0, first_vocab_row = 0;  // of the LM head
+  bool embed = true, head = true;               // first / last pipeline stage
+};
+RankShape full_rank_shape(const ModelConfig& cfg);
+// `rank`'s share under `layout` (TP and PP; the caller has checked the layout).
+RankShape rank_shape(const ModelConfig& cfg, const ParallelLayout& layout, int rank);
 
 // Bytes the weights of this config take on the device (the arena's size).
 size_t device_weight_bytes(const ModelConfig& cfg);
@@ -47,6 +68,11 @@ Status check_supported(const ModelConfig& cfg);
 
 // Copies host weights (any float dtype; converted to bf16 / fp32 on the way).
 Result<DeviceWeights> upload_dense_weights(const ModelConfig& cfg, const DenseWeights& w);
+// Copies a rank's share of the full host weights (`shape` from rank_shape).
+Result<DeviceWeights> upload_dense_weights(const ModelConfig& cfg, const DenseWeights& w,
+                                           const RankShape& shape);
+// Bytes of a rank's share.
+size_t device_weight_bytes(const ModelConfig& cfg, const RankShape& shape);
 
 // Random weights made on the device (benchmarks): matrices uniform with standard deviation
 // `init_std`, norms 1, biases 0.
