@@ -42,15 +42,17 @@ for _ in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$port/health" > /dev/null && break
   sleep 0.5
 done
-# The serving path's own cost per request (HTTP, tokenization, the stream's first write):
-# 30 short requests one at a time, client TTFT minus their steps in the step log
-# (bench/request_overhead.py); the simulator adds it to every request (--request-overhead).
+# The serving path's own cost per request (HTTP, tokenization, the stream's first write)
+# and what waking an idle engine adds to its first step: 30 short requests one at a time,
+# their client TTFT and logged steps against the calibration (bench/request_overhead.py);
+# the simulator adds them (--request-overhead, --idle-wake).
 python3 -c 'import json
 for i in range(30): print(json.dumps({"arrival_s": 0.25 * i, "prompt_tokens": 64, "output_tokens": 2}))' \
   > "$out/probe_trace.jsonl"
 "$bin" bench serve --base-url "http://127.0.0.1:$port" --dataset "$out/probe_trace.jsonl" --num-prompts 30 \
   --vocab-size 1000 --result-json "$out/probe_serve.json" --max-duration 120 > "$out/probe_bench_serve.txt"
-overhead=$(python3 bench/request_overhead.py "$out/probe_serve.json" "$out/steps.jsonl" 2> >(tee -a "$out/load.txt" >&2))
+read -r overhead idle_wake < <(python3 bench/request_overhead.py "$out/probe_serve.json" "$out/steps.jsonl" \
+  "$out/profile.json" 2> >(tee -a "$out/load.txt" >&2))
 probe_steps=$(wc -l < "$out/steps.jsonl")
 start=$(date +%s)
 "$bin" bench serve --base-url "http://127.0.0.1:$port" --dataset "$out/trace.jsonl" --num-prompts "$n" \
@@ -63,7 +65,7 @@ tail -n +$((probe_steps + 1)) "$out/steps.jsonl" > "$out/trace_steps.jsonl"
 
 "$bin" simulate --trace "$out/trace.jsonl" --model "$model" --hardware "$out/profile.json" \
   --kv-cache-tokens 1000000 --max-num-batched-tokens 2048 --max-num-seqs 256 --long-threshold $threshold \
-  --request-overhead "$overhead" --requests-json "$out/sim_requests.json" --json > "$out/sim.json"
+  --request-overhead "$overhead" --idle-wake "$idle_wake" --requests-json "$out/sim_requests.json" --json > "$out/sim.json"
 python3 bench/fidelity_compare.py "$out/serve.json" "$out/sim_requests.json" $threshold | tee "$out/compare.md"
 # Every step of the trace's run priced by the calibration, by kind of step.
 python3 bench/step_fidelity.py "$out/trace_steps.jsonl" "$out/profile.json" | tee "$out/steps.md"

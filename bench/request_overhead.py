@@ -1,40 +1,55 @@
 #!/usr/bin/env python3
-"""The serving path's cost per request outside the engine's steps: for requests sent one
-at a time (a probe trace, nothing else running), client TTFT minus the engine's time from
-the request's first step to the end of the step that sampled its first token (from the
-server's --step-log). Prints the median in seconds (what `simulate --request-overhead`
-takes); the spread goes to stderr.
+"""What a request costs beyond the priced engine steps, from requests sent one at a time
+(a probe trace on an otherwise idle server) and the server's --step-log:
 
-Usage: request_overhead.py PROBE_SERVE_JSON STEPS_JSONL
-The probe's requests must be the first the server saw (engine ids 1..N, in order)."""
+  overhead:  client TTFT minus the engine's time from the request's first step to the end of
+             the step that sampled its first token (HTTP, tokenization, the stream's first
+             write) -> `simulate --request-overhead`;
+  idle wake: the measured first step of a request that found the engine idle minus what the
+             calibration (PROFILE) predicts for it (cold caches, a core that was given away)
+             -> `simulate --idle-wake`.
+
+Usage: request_overhead.py PROBE_SERVE_JSON STEPS_JSONL PROFILE_JSON
+Prints "OVERHEAD_S IDLE_WAKE_S" (medians, >= 0); the spread goes to stderr. The probe's
+requests must be the first the server saw (engine ids 1..N, in order)."""
 import json
+import os
 import statistics
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from step_fidelity import predict  # noqa: E402
 
 
 def main():
     serve = json.load(open(sys.argv[1]))
     steps = [json.loads(line) for line in open(sys.argv[2])]
-    first_start, first_token_end = {}, {}
+    cal = json.load(open(sys.argv[3]))["calibrations"][0]
     lens = {i + 1: n for i, n in enumerate(serve["input_lens"])}
+    first_step, first_token_end = {}, {}
     for s in steps:
         for rid, ctx, n in s["chunks"]:
             if rid not in lens:
                 continue
-            first_start.setdefault(rid, s["t"])
+            first_step.setdefault(rid, s)
             if ctx + n >= lens[rid] and rid not in first_token_end:
                 first_token_end[rid] = s["t"] + s["dur"]
-    gaps = []
+    gaps, wakes = [], []
     for i, ttft in enumerate(serve["ttfts"]):
         rid = i + 1
-        if ttft and rid in first_token_end:
-            gaps.append(ttft - (first_token_end[rid] - first_start[rid]))
-    if not gaps:
+        if not ttft or rid not in first_token_end:
+            continue
+        first = first_step[rid]
+        gaps.append(ttft - (first_token_end[rid] - first["t"]))
+        if len(first["chunks"]) == 1:  # alone in its step: the engine was idle
+            wakes.append(first["dur"] - predict(cal, first["chunks"]))
+    if not gaps or not wakes:
         sys.exit("no probe request matched a logged step")
-    gaps.sort()
-    print(f"{statistics.median(gaps):.6f}")
-    print(f"request overhead over {len(gaps)} probe requests: min {gaps[0]*1e3:.2f} ms, "
-          f"median {statistics.median(gaps)*1e3:.2f} ms, max {gaps[-1]*1e3:.2f} ms", file=sys.stderr)
+    overhead, wake = max(0.0, statistics.median(gaps)), max(0.0, statistics.median(wakes))
+    print(f"{overhead:.6f} {wake:.6f}")
+    print(f"probe of {len(gaps)} requests: overhead min {min(gaps)*1e3:.2f} ms, median {overhead*1e3:.2f} ms, "
+          f"max {max(gaps)*1e3:.2f} ms; idle wake (measured - predicted first step) min {min(wakes)*1e3:.2f} ms, "
+          f"median {statistics.median(wakes)*1e3:.2f} ms, max {max(wakes)*1e3:.2f} ms", file=sys.stderr)
 
 
 if __name__ == "__main__":

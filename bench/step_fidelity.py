@@ -10,7 +10,8 @@ with a prefill chunk by its size), the number of steps and the median and p90 of
 measured / predicted; then the totals. The formula is the cost model's calibrated one
 (src/perf/cost_model.cpp): step_s + per_seq_s·sequences + per_token_s·tokens
 + per_pair_s·query-key pairs + per_kv_token_s·KV tokens read (the context of every chunk
-plus its new tokens) + wide_gemm_s·[tokens > small_m] + wide_head_s·[sequences > small_m];
+plus its new tokens) + per_narrow_token_s·tokens·[tokens ≤ small_m]
++ wide_gemm_s·[tokens > small_m] + wide_head_s·[sequences > small_m];
 a calibration with gemm_scale > 0 also needs the roofline GEMM term,
 which this script does not rebuild (it says so and stops)."""
 import json
@@ -33,7 +34,8 @@ def predict(cal, chunks):
     pairs = sum(n * ctx + n * (n + 1) / 2 for _, ctx, n in chunks)
     kv = sum(ctx + n for _, ctx, n in chunks)
     m = cal.get("small_m", 0)
-    wide = (cal.get("wide_gemm_s", 0.0) * (tokens > m) + cal.get("wide_head_s", 0.0) * (seqs > m)) if m > 0 else 0.0
+    wide = (cal.get("wide_gemm_s", 0.0) * (tokens > m) + cal.get("wide_head_s", 0.0) * (seqs > m)
+            + cal.get("per_narrow_token_s", 0.0) * tokens * (tokens <= m)) if m > 0 else 0.0
     return (cal["step_s"] + cal["per_seq_s"] * seqs + cal["per_token_s"] * tokens + cal["per_pair_s"] * pairs
             + cal.get("per_kv_token_s", 0.0) * kv + wide)
 

@@ -164,8 +164,10 @@ Result<std::vector<MeasuredStep>> measure_steps(const std::string& dir, bool qui
   };
   // Decodes at long contexts (the 4 × 1024 and 1 × 4096 shapes, 4 × 4096 in the full
   // run) pin down the KV-token term: a decode streams its whole context for one query.
-  // Batches of 4 and 8 straddle the CPU linear's regime switch (ops/cpu/linear.h).
-  std::vector<Shape> shapes = {{1, 16, 6, 0},  {1, 128, 6, 0}, {1, 512, 4, 0},      {4, 64, 6, 0},     {8, 64, 4, 0},
+  // Batches of 4 and 8 straddle the CPU linear's regime switch (ops/cpu/linear.h); prompts
+  // of 16-512 tokens, alone and in pairs, are what a chat's first step costs.
+  std::vector<Shape> shapes = {{1, 16, 6, 0},  {1, 64, 2, 0},  {1, 128, 6, 0}, {1, 256, 2, 0},
+                               {2, 256, 2, 0}, {1, 512, 4, 0}, {4, 64, 6, 0},  {8, 64, 4, 0},
                                {4, 256, 4, 0}, {16, 32, 6, 0}, {1, 4096, 2, 1024}, {4, 1024, 4, 0}};
   if (!quick)
     for (Shape s : {Shape{1, 1024, 4, 0}, {8, 128, 6, 0}, {32, 16, 6, 0}, {1, 8192, 2, 2048}, {4, 4096, 3, 0}})
@@ -281,11 +283,11 @@ int run_profile(const ProfileFlags& f) {
               hw.gemm_flops_per_s, hw.attn_flops_per_s, hw.mem_bytes_per_s);
   for (const StepCalibration& c : hw.calibrations)
     std::printf(
-        "; %s: step %.3g s + %.3g s/seq + %.3g s/token + %.3g s/pair + %.3g s/KV token + %.3g s past %lld tokens "
-        "+ %.3g s past %lld sequences + %.3g x GEMM (rms error %.1f%%)",
-        c.model.c_str(), c.step_s, c.per_seq_s, c.per_token_s, c.per_pair_s, c.per_kv_token_s, c.wide_gemm_s,
-        static_cast<long long>(c.small_m), c.wide_head_s, static_cast<long long>(c.small_m), c.gemm_scale,
-        100 * c.rms_rel_error);
+        "; %s: step %.3g s + %.3g s/seq + %.3g s/token (+ %.3g up to %lld tokens) + %.3g s/pair + %.3g s/KV token "
+        "+ %.3g s past %lld tokens + %.3g s past %lld sequences + %.3g x GEMM (rms error %.1f%%)",
+        c.model.c_str(), c.step_s, c.per_seq_s, c.per_token_s, c.per_narrow_token_s, static_cast<long long>(c.small_m),
+        c.per_pair_s, c.per_kv_token_s, c.wide_gemm_s, static_cast<long long>(c.small_m), c.wide_head_s,
+        static_cast<long long>(c.small_m), c.gemm_scale, 100 * c.rms_rel_error);
   std::printf("\n");
   return 0;
 }

@@ -119,6 +119,7 @@ StepCost RooflineCostModel::finish(const StepSums& a) const {
     if (calibration_->small_m > 0) {
       const double small_m = static_cast<double>(calibration_->small_m);
       if (a.tokens > small_m) c.gemm_s += calibration_->wide_gemm_s;
+      if (a.tokens <= small_m) c.gemm_s += calibration_->per_narrow_token_s * a.tokens;
       if (a.seqs > small_m) c.gemm_s += calibration_->wide_head_s;
     }
   }

@@ -42,7 +42,10 @@ Result<StepCalibration> calibration_from_json(const nlohmann::json& j, const std
   }
   // Terms added after the first tables: optional, 0 when absent.
   const std::pair<const char*, double*> optional_fields[] = {
-      {"per_kv_token_s", &c.per_kv_token_s}, {"wide_gemm_s", &c.wide_gemm_s}, {"wide_head_s", &c.wide_head_s}};
+      {"per_kv_token_s", &c.per_kv_token_s},
+      {"per_narrow_token_s", &c.per_narrow_token_s},
+      {"wide_gemm_s", &c.wide_gemm_s},
+      {"wide_head_s", &c.wide_head_s}};
   for (auto [key, out] : optional_fields)
     if (auto it = j.find(key); it != j.end()) {
       if (!it->is_number() || !(it->get<double>() >= 0))
@@ -164,6 +167,7 @@ nlohmann::json to_json(const HardwareProfile& p) {
                             {"per_token_s", c.per_token_s},
                             {"per_pair_s", c.per_pair_s},
                             {"per_kv_token_s", c.per_kv_token_s},
+                            {"per_narrow_token_s", c.per_narrow_token_s},
                             {"wide_gemm_s", c.wide_gemm_s},
                             {"wide_head_s", c.wide_head_s},
                             {"small_m", c.small_m},

@@ -19,23 +19,25 @@ namespace longctx {
 // sequence sampling and bookkeeping). Predicted step time =
 //   step_s + per_seq_s · sequences + per_token_s · tokens + per_pair_s · query-key pairs
 //   + per_kv_token_s · KV tokens read (each chunk's context and new tokens)
+//   + per_narrow_token_s · tokens · [tokens ≤ small_m]
 //   + wide_gemm_s · [tokens > small_m] + wide_head_s · [sequences > small_m]
 //   + gemm_scale · roofline GEMM time (max of FLOPs / gemm rate, weight bytes / bandwidth).
 // Pairs price attention's arithmetic (a prefill chunk reuses every key for many queries);
 // KV tokens price streaming the cache, which is what a decode's attention costs: one
 // query per key, so a decode at a long context reads far more bytes per pair.
-// The two indicator terms are a backend's GEMM regime switch: the CPU's linear streams W
-// once for up to small_m rows and widens all of W to fp32 above that (ops/cpu/linear.h), a
-// fixed cost per step for the layers once a step has more than small_m tokens, and for the
-// LM head once more than small_m sequences sample (a decode step of 5 sequences cost twice
-// one of 4 on the 0.6B shape). small_m = 0: no such terms.
+// The last three terms are a backend's GEMM regime switch: the CPU's linear streams W once
+// for up to small_m rows, computing each row's dot products on the fly (a row costs more
+// there: per_narrow_token_s on top of per_token_s), and widens all of W to fp32 above that
+// and runs sgemm (ops/cpu/linear.h) — a fixed cost per step for the layers once a step has
+// more than small_m tokens, and for the LM head once more than small_m sequences sample (a
+// decode step of 5 sequences cost twice one of 4 on the 0.6B shape). small_m = 0: none.
 // All coefficients >= 0 (a non-negative least-squares fit).
 struct StepCalibration {
   std::string model;  // what it was fitted on (a name for people)
   double layer_params_per_token = 0, attn_flops_per_pair = 0;  // the shape it applies to
   double step_s = 0, per_seq_s = 0, per_token_s = 0, per_pair_s = 0, gemm_scale = 0;
   double per_kv_token_s = 0;  // absent in tables written before it (read as 0)
-  double wide_gemm_s = 0, wide_head_s = 0;  // likewise
+  double per_narrow_token_s = 0, wide_gemm_s = 0, wide_head_s = 0;  // likewise
   int64_t small_m = 0;
   int64_t num_samples = 0;  // measured steps behind the fit
   double rms_rel_error = 0;  // of the fit on those steps

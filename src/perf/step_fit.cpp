@@ -7,7 +7,7 @@
 namespace longctx {
 namespace {
 
-constexpr int kFeatures = 8;
+constexpr int kFeatures = 9;
 using Row = std::array<double, kFeatures>;
 
 Row features(const MeasuredStep& s, const RooflineCostModel& roofline, int64_t small_m) {
@@ -21,7 +21,8 @@ Row features(const MeasuredStep& s, const RooflineCostModel& roofline, int64_t s
   const double seqs = static_cast<double>(s.chunks.size()), m = static_cast<double>(small_m);
   const double wide_gemm = small_m > 0 && tokens > m ? 1.0 : 0.0;
   const double wide_head = small_m > 0 && seqs > m ? 1.0 : 0.0;
-  return {1.0, seqs, tokens, pairs, kv_tokens, wide_gemm, wide_head, roofline.breakdown(s.chunks).gemm_s};
+  const double narrow_tokens = small_m > 0 && tokens <= m ? tokens : 0.0;
+  return {1.0, seqs, tokens, pairs, kv_tokens, narrow_tokens, wide_gemm, wide_head, roofline.breakdown(s.chunks).gemm_s};
 }
 
 // Least squares on the features in `mask` by the normal equations (columns scaled to
@@ -112,10 +113,11 @@ Result<StepCalibration> fit_step_calibration(std::span<const MeasuredStep> steps
   c.per_token_s = best_coef[2];
   c.per_pair_s = best_coef[3];
   c.per_kv_token_s = best_coef[4];
-  c.wide_gemm_s = best_coef[5];
-  c.wide_head_s = best_coef[6];
+  c.per_narrow_token_s = best_coef[5];
+  c.wide_gemm_s = best_coef[6];
+  c.wide_head_s = best_coef[7];
   c.small_m = small_m;
-  c.gemm_scale = best_coef[7];
+  c.gemm_scale = best_coef[8];
   c.num_samples = static_cast<int64_t>(steps.size());
   c.rms_rel_error = std::sqrt(best / static_cast<double>(steps.size()));
   return c;

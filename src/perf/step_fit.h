@@ -1,7 +1,8 @@
 // Fitting a StepCalibration (perf/hardware.h) to measured steps: non-negative least
 // squares of measured seconds on the features [1, sequences, tokens, query-key pairs,
-// KV tokens read, tokens > small_m, sequences > small_m, roofline GEMM seconds]
-// (perf/hardware.h says what each prices). With eight features the exact NNLS solution is found by
+// KV tokens read, tokens of steps with ≤ small_m tokens, tokens > small_m, sequences >
+// small_m, roofline GEMM seconds] (perf/hardware.h says what each prices). With nine
+// features the exact NNLS solution is found by
 // trying every subset of active features (unconstrained least squares on the subset,
 // kept when all its coefficients are >= 0) and keeping the smallest residual.
 #pragma once

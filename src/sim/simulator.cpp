@@ -27,6 +27,7 @@ struct Replica {
   std::optional<AdaptiveChunkSizer> sizer;
   double ready_s = 0;  // when it can start its next step
   bool idle = true;    // nothing to do until an arrival (or a delivery)
+  bool woke = false;   // its next step is the first after being idle
   double load = 0;     // outstanding prompt + output tokens (routing)
   std::priority_queue<Delivery, std::vector<Delivery>, std::greater<>> deliveries;
 };
@@ -56,6 +57,8 @@ Result<SimResult> simulate_pools(const std::vector<TraceRequest>& trace, const S
   if (pools.empty()) return invalid_argument("simulation needs at least one pool");
   if (!(cfg.request_overhead_s >= 0))
     return invalid_argument("--request-overhead must be >= 0 seconds, got " + std::to_string(cfg.request_overhead_s));
+  if (!(cfg.idle_wake_s >= 0))
+    return invalid_argument("--idle-wake must be >= 0 seconds, got " + std::to_string(cfg.idle_wake_s));
   const double overhead = cfg.request_overhead_s;
   if (cfg.adaptive_chunking)
     if (Status st = cfg.adaptive_chunking->validate(); !st.is_ok()) return st;
@@ -153,6 +156,7 @@ Result<SimResult> simulate_pools(const std::vector<TraceRequest>& trace, const S
     live.emplace(r->id, std::move(r));
     if (rep->idle) {
       rep->idle = false;
+      rep->woke = true;
       rep->ready_s = std::max(rep->ready_s, t.arrival_s + overhead);
     }
   };
@@ -193,7 +197,8 @@ Result<SimResult> simulate_pools(const std::vector<TraceRequest>& trace, const S
                             std::to_string(rep->sched->num_waiting()) + " waiting and " +
                             std::to_string(rep->sched->num_running()) + " running requests");
     }
-    const double dt = rep->cost->step_time_s(step_work(plan));
+    const double dt = rep->cost->step_time_s(step_work(plan)) + (rep->woke ? cfg.idle_wake_s : 0.0);
+    rep->woke = false;
     const double stages = static_cast<double>(rep->cost->pipeline_stages());
     rep->ready_s = now + dt;
     end_s = std::max(end_s, now + dt);

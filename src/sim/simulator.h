@@ -46,6 +46,10 @@ struct SimConfig {
   // stream's first write): a request reaches the scheduler this long after its arrival,
   // and its TTFT includes it. `fidelity.sh` measures it on the real server (--request-overhead).
   double request_overhead_s = 0;
+  // The first step after the engine sat idle costs this much more (a real engine waking:
+  // cold caches, a descheduled core); fidelity.sh measures it with the same probe
+  // (--idle-wake).
+  double idle_wake_s = 0;
 };
 
 // One pool of identical replicas. kv and max_model_len are per replica.

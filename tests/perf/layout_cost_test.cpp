@@ -148,6 +148,7 @@ TEST(StepCalibration, ReplacesFixedCostsForItsShapeOnly) {
   cal.small_m = 4;
   cal.wide_gemm_s = 1;  // 9 tokens > 4: paid
   cal.wide_head_s = 64; // 2 sequences: not paid
+  cal.per_narrow_token_s = 0.5;  // steps of up to 4 tokens only
   hw.calibrations.push_back(cal);
   const RooflineCostModel m(toy_shape(), hw);
   const std::vector<ChunkWork> w = {{0, 8}, {9, 1}};  // 9 tokens, 36 + 10 pairs, 8 + 10 KV tokens, 2 seqs
@@ -159,7 +160,7 @@ TEST(StepCalibration, ReplacesFixedCostsForItsShapeOnly) {
   EXPECT_DOUBLE_EQ(m.breakdown(decodes).gemm_s, 2 * 5.0 + 0.25 * 5 + 1 + 64);
   // Four: neither.
   const std::vector<ChunkWork> four(4, ChunkWork{3, 1});
-  EXPECT_DOUBLE_EQ(m.breakdown(four).gemm_s, 2 * 4.0 + 0.25 * 4);
+  EXPECT_DOUBLE_EQ(m.breakdown(four).gemm_s, 2 * 4.0 + 0.25 * 4 + 0.5 * 4);
   EXPECT_DOUBLE_EQ(c.attention_s, 23.0 + 2.25);
   EXPECT_DOUBLE_EQ(c.overhead_s, 7.0);
   // Another shape falls back to the roofline and the table's step overhead.
@@ -180,6 +181,7 @@ TEST(StepCalibration, JsonRoundTripAndErrors) {
   cal.per_pair_s = 4e-9;
   cal.per_kv_token_s = 6e-8;
   cal.wide_gemm_s = 2e-3;
+  cal.per_narrow_token_s = 5e-3;
   cal.wide_head_s = 3e-3;
   cal.small_m = 4;
   cal.gemm_scale = 1.5;
@@ -195,6 +197,7 @@ TEST(StepCalibration, JsonRoundTripAndErrors) {
   EXPECT_EQ(b.per_pair_s, 4e-9);
   EXPECT_EQ(b.per_kv_token_s, 6e-8);
   EXPECT_EQ(b.wide_gemm_s, 2e-3);
+  EXPECT_EQ(b.per_narrow_token_s, 5e-3);
   EXPECT_EQ(b.wide_head_s, 3e-3);
   EXPECT_EQ(b.small_m, 4);
   EXPECT_EQ(b.gemm_scale, 1.5);

@@ -82,6 +82,34 @@ TEST(Simulator, RequestOverheadDelaysAdmissionAndCountsInTtft) {
   EXPECT_NE(bad.status().message().find("--request-overhead"), std::string::npos);
 }
 
+// Idle wake: the first step after the engine sat idle costs 0.5 s more — here step 1 (the
+// engine starts idle) and the step after the gap before R2:
+//   step 1 [0, .625]    R0 prefill 8/10 (R1 arrives at .2, during it)
+//   step 2 [.625, .75]  R0 prefill 2 → token 1; R1 prefill 4 → token 1 (both at .75)
+//   step 3 [.75, .875]  R0 → token 2; R1 → token 2 (done)
+//   step 4 [.875, 1]    R0 → token 3 (done); then idle
+//   step 5 [1.5, 2.125] R2 (arrived 1.5, woke the engine) → its token at 2.125
+TEST(Simulator, IdleWakeCostsTheFirstStepAfterIdle) {
+  const std::vector<TraceRequest> trace = {{0.0, 10, 3}, {0.2, 4, 2}, {1.5, 3, 1}};
+  ConstantCostModel cost(0.125);
+  SimConfig cfg = small_config(8);
+  cfg.idle_wake_s = 0.5;
+  auto res = simulate(trace, cfg, cost);
+  ASSERT_TRUE(res.is_ok()) << res.status().to_string();
+  const auto& r = res->requests;
+  EXPECT_DOUBLE_EQ(r[0].first_token_s, 0.75);
+  EXPECT_DOUBLE_EQ(r[1].first_token_s, 0.75);
+  EXPECT_DOUBLE_EQ(r[1].finish_s, 0.875);
+  EXPECT_DOUBLE_EQ(r[0].finish_s, 1.0);
+  EXPECT_DOUBLE_EQ(r[2].first_token_s, 2.125);
+  EXPECT_EQ(res->num_steps, 5);
+  EXPECT_DOUBLE_EQ(res->busy_s, 0.625 + 3 * 0.125 + 0.625);
+  cfg.idle_wake_s = -0.1;
+  auto bad = simulate(trace, cfg, cost);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("--idle-wake"), std::string::npos);
+}
+
 TEST(Simulator, RejectsWhatCanNeverRun) {
   const std::vector<TraceRequest> trace = {{0.0, 5000, 1}, {0.0, 5, 1}};
   ConstantCostModel cost(0.5);
