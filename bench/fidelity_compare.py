@@ -3,18 +3,11 @@
 the simulator's prediction for the same trace (simulate --requests-json), as a Markdown
 table. Usage: fidelity_compare.py SERVE_JSON SIM_REQUESTS_JSON LONG_THRESHOLD"""
 import json
+import os
 import sys
 
-
-def pct(values, p):
-    # numpy's default (linear between closest ranks), as sim/report.cpp.
-    v = sorted(values)
-    if not v:
-        return float("nan")
-    pos = p / 100 * (len(v) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(v) - 1)
-    return v[lo] + (v[hi] - v[lo]) * (pos - lo)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from step_fidelity import pct  # noqa: E402
 
 
 def main():

@@ -18,8 +18,9 @@ import json
 import sys
 
 
-def pct(v, p):
-    v = sorted(v)
+def pct(values, p):
+    # numpy's default (linear between closest ranks), as sim/report.cpp.
+    v = sorted(values)
     if not v:
         return float("nan")
     pos = p / 100 * (len(v) - 1)

@@ -25,15 +25,9 @@ status=0
 summary() { echo "$*" | tee -a "$OUT/summary.txt"; }
 
 LIBS=$PWD/$BIN/devlibs:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-for b in "$TESTS" "$LONGCTX"; do
-  if [ -x "$b" ] && LD_LIBRARY_PATH=$LIBS ldd "$b" | grep -q "not found"; then
-    for name in 'libcublasLt.so.13*' 'libcudart.so.13*'; do
-      lib=$(find / -name "$name" -not -path '/proc/*' 2>/dev/null | head -1)
-      [ -n "$lib" ] && LIBS=$LIBS:$(dirname "$lib")
-    done
-    LD_LIBRARY_PATH=$LIBS ldd "$b" | grep "not found" && status=1
-  fi
-done
+# shellcheck source=scripts/device/find_cuda_libs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/find_cuda_libs.sh"
+find_cuda_libs "$TESTS" "$LONGCTX" || status=1
 export LD_LIBRARY_PATH=$LIBS
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee "$OUT/device.txt"
 

@@ -34,16 +34,9 @@ export NCCL_NVLS_ENABLE=0
 LIBS=$PWD/$BIN/devlibs:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 NCCL_DIR=$(python3 -c 'import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], "lib"))' 2>/dev/null || true)
 [ -n "$NCCL_DIR" ] && LIBS=$LIBS:$NCCL_DIR
-for b in "$TESTS" "$NCCL_TESTS"; do
-  [ -x "$b" ] || continue
-  if LD_LIBRARY_PATH=$LIBS ldd "$b" | grep -q "not found"; then
-    for name in 'libcublasLt.so.13*' 'libcudart.so.13*' 'libnccl.so.2*'; do
-      lib=$(find / -name "$name" -not -path '/proc/*' 2>/dev/null | head -1)
-      [ -n "$lib" ] && LIBS=$LIBS:$(dirname "$lib")
-    done
-    LD_LIBRARY_PATH=$LIBS ldd "$b" | grep "not found"
-  fi
-done
+# shellcheck source=scripts/device/find_cuda_libs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/find_cuda_libs.sh"
+find_cuda_libs --nccl "$TESTS" "$NCCL_TESTS"  # what is still missing shows when it runs
 
 GPUS=$(nvidia-smi -L 2>/dev/null | wc -l)
 {

@@ -23,15 +23,9 @@ status=0
 
 # Our binaries see the carried libraries; python3 (the peer) keeps the image's own.
 LIBS=$PWD/$BIN/devlibs:/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-for b in "$TESTS" "$LONGCTX"; do
-  if [ -x "$b" ] && LD_LIBRARY_PATH=$LIBS ldd "$b" | grep -q "not found"; then
-    for name in 'libcublasLt.so.13*' 'libcudart.so.13*'; do
-      lib=$(find / -name "$name" -not -path '/proc/*' 2>/dev/null | head -1)
-      [ -n "$lib" ] && LIBS=$LIBS:$(dirname "$lib")
-    done
-    LD_LIBRARY_PATH=$LIBS ldd "$b" | grep "not found" && status=1
-  fi
-done
+# shellcheck source=scripts/device/find_cuda_libs.sh
+. "$(dirname "${BASH_SOURCE[0]}")/find_cuda_libs.sh"
+find_cuda_libs "$TESTS" "$LONGCTX" || status=1
 
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,clocks.mem --format=csv

@@ -8,19 +8,16 @@
 // NaN-filled null block 0: a kernel that reads past a context shows up as NaN.
 #include <algorithm>
 #include <cmath>
-#include <numeric>
 #include <string>
 
-#include "cuda/test_util.h"
+#include "cuda/paged_attention_harness.h"
 #include "ops/cuda/attention.h"
-#include "ops/cuda/paged_attention.h"
 
 namespace longctx::cuda::test {
 namespace {
 
 constexpr double kOutBound = 1e-2;
 constexpr double kLseBound = 2e-3;
-constexpr uint16_t kNaN = 0xffff;
 
 struct AttnCase {
   std::string name;
@@ -28,155 +25,11 @@ struct AttnCase {
   std::vector<int64_t> ctx, nq;
   bool causal = true;
   int64_t partition = 0;  // 0 = automatic
+  PagedShape shape() const { return {hq, hkv, d, block_size, ctx, nq, causal, partition}; }
 };
 
-// A batch in a paged cache: host copies and device buffers.
-struct PagedBatch {
-  AttnCase c;
-  int64_t total_q = 0, num_blocks = 0, stride = 0;
-  std::vector<int64_t> q_begin;
-  std::vector<int32_t> tables;
-  std::vector<uint16_t> q, kc, vc;
-
-  PagedBatch(const AttnCase& ac, Rng& rng) : c(ac) {
-    const int64_t ns = static_cast<int64_t>(c.ctx.size());
-    q_begin.assign(ns + 1, 0);
-    for (int64_t s = 0; s < ns; ++s) q_begin[s + 1] = q_begin[s] + c.nq[s];
-    total_q = q_begin[ns];
-    int64_t need = 0;
-    for (auto l : c.ctx) {
-      stride = std::max(stride, (l + c.block_size - 1) / c.block_size);
-      need += (l + c.block_size - 1) / c.block_size;
-    }
-    stride += 2;                // unused entries → block 0
-    num_blocks = 1 + need + 5;  // block 0 is the null block
-    std::vector<int32_t> ids(num_blocks - 1);
-    std::iota(ids.begin(), ids.end(), 1);
-    std::shuffle(ids.begin(), ids.end(), rng.gen);
-    tables.assign(ns * stride, 0);
-    const int64_t width = c.hkv * c.d;
-    kc.assign(num_blocks * c.block_size * width, kNaN);
-    vc.assign(kc.size(), kNaN);
-    size_t next = 0;
-    for (int64_t s = 0; s < ns; ++s) {
-      const int64_t nb = (c.ctx[s] + c.block_size - 1) / c.block_size;
-      for (int64_t b = 0; b < nb; ++b) tables[s * stride + b] = ids[next++];
-      auto kv = rng.bf16(2 * c.ctx[s] * width);
-      for (int64_t p = 0; p < c.ctx[s]; ++p) {
-        const int64_t slot = tables[s * stride + p / c.block_size] * c.block_size + p % c.block_size;
-        std::copy_n(kv.begin() + p * width, width, kc.begin() + slot * width);
-        std::copy_n(kv.begin() + (c.ctx[s] + p) * width, width, vc.begin() + slot * width);
-      }
-    }
-    q = rng.bf16(total_q * c.hq * c.d);
-  }
-
-  float scale() const { return 1.0f / std::sqrt(static_cast<float>(c.d)); }
-
-  // Float64 attention over keys [k_lo, k_hi) of every sequence (causal as c.causal).
-  void reference(std::vector<double>& out, std::vector<double>& lse, int64_t k_lo = 0,
-                 int64_t k_hi = -1) const {
-    const int64_t G = c.hq / c.hkv, width = c.hkv * c.d;
-    out.assign(total_q * c.hq * c.d, 0.0);
-    lse.assign(total_q * c.hq, -INFINITY);
-    std::vector<int64_t> seq_of(total_q);
-    for (size_t s = 0; s + 1 < q_begin.size(); ++s)
-      for (int64_t t = q_begin[s]; t < q_begin[s + 1]; ++t) seq_of[t] = static_cast<int64_t>(s);
-    parallel_for(total_q, [&](int64_t t) {
-      const int64_t s = seq_of[t], i = t - q_begin[s];
-      const int64_t qpos = c.ctx[s] - c.nq[s] + i;
-      int64_t hi = c.causal ? std::min(c.ctx[s], qpos + 1) : c.ctx[s];
-      if (k_hi >= 0) hi = std::min(hi, k_hi);
-      std::vector<double> sc;
-      for (int64_t h = 0; h < c.hq; ++h) {
-        const int64_t kh = h / G;
-        sc.clear();
-        double mx = -INFINITY;
-        for (int64_t p = k_lo; p < hi; ++p) {
-          const int64_t slot = tables[s * stride + p / c.block_size] * c.block_size + p % c.block_size;
-          double dot = 0;
-          for (int64_t j = 0; j < c.d; ++j)
-            dot += static_cast<double>(bf16_to_f32(q[(t * c.hq + h) * c.d + j])) *
-                   bf16_to_f32(kc[slot * width + kh * c.d + j]);
-          sc.push_back(dot * scale());
-          mx = std::max(mx, sc.back());
-        }
-        if (sc.empty()) continue;
-        double sum = 0;
-        for (auto& x : sc) sum += (x = std::exp(x - mx));
-        double* o = &out[(t * c.hq + h) * c.d];
-        for (int64_t p = k_lo; p < hi; ++p) {
-          const int64_t slot = tables[s * stride + p / c.block_size] * c.block_size + p % c.block_size;
-          const double w = sc[p - k_lo] / sum;
-          for (int64_t j = 0; j < c.d; ++j) o[j] += w * bf16_to_f32(vc[slot * width + kh * c.d + j]);
-        }
-        lse[t * c.hq + h] = mx + std::log(sum);
-      }
-    });
-  }
-};
-
-struct DeviceBatch {
-  DeviceBuffer<uint16_t> q, kc, vc, out;
-  DeviceBuffer<float> lse;
-  DeviceBuffer<int64_t> q_begin, ctx;
-  DeviceBuffer<int32_t> tables;
-  explicit DeviceBatch(const PagedBatch& b)
-      : q(b.q),
-        kc(b.kc),
-        vc(b.vc),
-        out(b.total_q * b.c.hq * b.c.d),
-        lse(b.total_q * b.c.hq),
-        q_begin(b.q_begin),
-        ctx(b.c.ctx),
-        tables(b.tables) {}
-};
-
-PagedAttentionParams make_params(const PagedBatch& b, const DeviceBatch& d) {
-  PagedAttentionParams p;
-  p.q = d.q.bf16();
-  p.out = d.out.bf16();
-  p.lse = d.lse.get();
-  p.k_cache = d.kc.bf16();
-  p.v_cache = d.vc.bf16();
-  p.block_size = b.c.block_size;
-  p.num_seqs = static_cast<int64_t>(b.c.ctx.size());
-  p.q_begin = d.q_begin.get();
-  p.context_lens = d.ctx.get();
-  p.block_tables = d.tables.get();
-  p.block_table_stride = b.stride;
-  p.max_num_q = *std::max_element(b.c.nq.begin(), b.c.nq.end());
-  p.max_context_len = *std::max_element(b.c.ctx.begin(), b.c.ctx.end());
-  p.num_q_heads = b.c.hq;
-  p.num_kv_heads = b.c.hkv;
-  p.head_dim = b.c.d;
-  p.causal = b.c.causal;
-  p.kv_partition_size = b.c.partition;
-  return p;
-}
-
-// Runs p (allocating its workspace) and synchronises.
-void run(PagedAttentionParams p, int64_t total_q) {
-  const size_t ws_bytes = paged_attention_workspace_bytes(p, total_q);
-  DeviceBuffer<uint8_t> ws(ws_bytes);
-  p.workspace = ws_bytes ? ws.get() : nullptr;
-  p.workspace_bytes = ws_bytes;
-  LAUNCH_OK(paged_attention(p, total_q, nullptr));
-}
-
-void expect_lse_near(const std::vector<float>& got, const std::vector<double>& ref, double bound) {
-  ASSERT_EQ(got.size(), ref.size());
-  double worst = 0;
-  for (size_t i = 0; i < got.size(); ++i) {
-    if (std::isinf(ref[i])) {
-      ASSERT_TRUE(std::isinf(got[i]) && got[i] < 0) << "row " << i << " has no key: lse " << got[i];
-      continue;
-    }
-    ASSERT_FALSE(std::isnan(got[i])) << "row " << i;
-    worst = std::max(worst, std::abs(got[i] - ref[i]));
-  }
-  EXPECT_LE(worst, bound);
-}
+// Which blocks the sequences get, and the reference's 1/√d rounded to fp32 as the kernel's.
+constexpr PagedLayout kLayout{/*spare_table_entries=*/2, /*spare_blocks=*/5, /*fp32_scale=*/true};
 
 class PagedAttentionTest : public ::testing::TestWithParam<AttnCase> {};
 
@@ -184,9 +37,9 @@ TEST_P(PagedAttentionTest, MatchesFloat64Reference) {
   const AttnCase& c = GetParam();
   Rng rng;
   SCOPED_TRACE("seed " + std::to_string(rng.seed));
-  PagedBatch b(c, rng);
+  PagedBatch b(c.shape(), kLayout, rng);
   DeviceBatch d(b);
-  ASSERT_NO_FATAL_FAILURE(run(make_params(b, d), b.total_q));
+  ASSERT_NO_FATAL_FAILURE(run_paged_attention(make_params(b, d), b.total_q));
   std::vector<double> ref, ref_lse;
   b.reference(ref, ref_lse);
   const double err = rel_error(d.out.download(), ref);
@@ -243,15 +96,15 @@ void split_property(int64_t d, int64_t nq) {
   SCOPED_TRACE("seed " + std::to_string(rng.seed) + " d " + std::to_string(d) + " nq " + std::to_string(nq));
   const int64_t a = 256;
   AttnCase c{"split", 16, 4, d, 16, {640, 400, 300}, {nq, nq, nq}, false};
-  PagedBatch b(c, rng);
+  PagedBatch b(c.shape(), kLayout, rng);
   DeviceBatch full(b), part_a(b), part_b(b);
-  ASSERT_NO_FATAL_FAILURE(run(make_params(b, full), b.total_q));
+  ASSERT_NO_FATAL_FAILURE(run_paged_attention(make_params(b, full), b.total_q));
 
   PagedAttentionParams pa = make_params(b, part_a);
   DeviceBuffer<int64_t> ctx_a(std::vector<int64_t>(c.ctx.size(), a));
   pa.context_lens = ctx_a.get();
   pa.max_context_len = a;
-  ASSERT_NO_FATAL_FAILURE(run(pa, b.total_q));
+  ASSERT_NO_FATAL_FAILURE(run_paged_attention(pa, b.total_q));
 
   PagedAttentionParams pb = make_params(b, part_b);
   std::vector<int64_t> rest;
@@ -260,7 +113,7 @@ void split_property(int64_t d, int64_t nq) {
   pb.context_lens = ctx_b.get();
   pb.block_tables = part_b.tables.get() + a / c.block_size;
   pb.max_context_len = *std::max_element(rest.begin(), rest.end());
-  ASSERT_NO_FATAL_FAILURE(run(pb, b.total_q));
+  ASSERT_NO_FATAL_FAILURE(run_paged_attention(pb, b.total_q));
 
   const int64_t rows = b.total_q * c.hq;
   DeviceBuffer<uint16_t> merged(rows * d);
@@ -294,7 +147,7 @@ TEST(PagedAttention, SplitDecodeInACudaGraphEqualsEager) {
     Rng rng;
     SCOPED_TRACE("seed " + std::to_string(rng.seed) + " partition " + std::to_string(partition));
     AttnCase c{"graph", 32, 8, 128, 16, {9000, 3000, 1}, ones(3), true, partition};
-    PagedBatch b(c, rng);
+    PagedBatch b(c.shape(), kLayout, rng);
     DeviceBatch d(b);
     PagedAttentionParams p = make_params(b, d);
     const size_t ws_bytes = paged_attention_workspace_bytes(p, b.total_q);

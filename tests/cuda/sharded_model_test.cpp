@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "cuda/fixture_model.h"
 #include "model/config.h"
 #include "model/dense_weights.h"
 #include "model/safetensors.h"
@@ -45,6 +46,7 @@ using testing_support::Golden;
 using testing_support::hf_dir;
 using testing_support::load_goldens;
 using testing_support::relative_error;
+using namespace cuda::test;  // cuda/fixture_model.h
 
 // Rank outputs vs the single-rank model, worst over every fixture prompt and step, in the
 // measures of dense_model_test.cpp: max|Δ|/max|ref| and ‖Δ‖₂/‖ref‖₂. The split changes
@@ -59,67 +61,6 @@ constexpr double kRmsBound = 1e-2;
 constexpr int kDecodeSteps = 8;
 constexpr int64_t kChunk = 16;        // chunked prefill: tokens per sequence per step
 constexpr size_t kShortPrompt = 300;  // greedy decoding runs the prompts up to this long
-
-double rms_relative_error(const Tensor& got, const Tensor& ref) {
-  EXPECT_EQ(got.shape(), ref.shape());
-  if (got.shape() != ref.shape()) return INFINITY;
-  double num = 0, den = 0;
-  for (int64_t i = 0; i < ref.numel(); ++i) {
-    const double d = double(got.data<float>()[i]) - ref.data<float>()[i];
-    num += d * d;
-    den += double(ref.data<float>()[i]) * ref.data<float>()[i];
-  }
-  return std::sqrt(num / den);
-}
-
-struct Fixture {
-  ModelConfig cfg;
-  DenseWeights weights;
-};
-
-Fixture load_fixture(const std::string& name) {
-  auto cfg = load_model_config(hf_dir(name));
-  EXPECT_TRUE(cfg.is_ok()) << cfg.status().to_string();
-  auto ck = Checkpoint::open(hf_dir(name));
-  EXPECT_TRUE(ck.is_ok()) << ck.status().to_string();
-  auto w = load_dense_weights(*ck, *cfg, DType::kBF16);
-  EXPECT_TRUE(w.is_ok()) << w.status().to_string();
-  return {*cfg, std::move(*w)};
-}
-
-CudaModelOptions test_options() {
-  CudaModelOptions o;
-  o.max_num_batched_tokens = 4096;  // the fixtures' longest prompt (2100) in one step
-  o.max_num_seqs = 8;
-  o.max_logit_rows = 64;
-  o.block_size = 16;
-  o.max_model_len = 4096;
-  o.num_kv_blocks = 4 * 4096 / 16 + 8;
-  return o;
-}
-
-// Hands out KV blocks (block 0 is the null block) and builds ForwardBatches; every rank
-// makes the same calls, so every rank's block tables are the same.
-struct Sequences {
-  int64_t block_size = 16;
-  int32_t next_block = 1;
-  std::vector<std::vector<int32_t>> tables;
-  std::vector<int64_t> lens;
-  int add() {
-    tables.emplace_back();
-    lens.push_back(0);
-    return static_cast<int>(lens.size()) - 1;
-  }
-  void schedule(ForwardBatch& b, int seq, const std::vector<int32_t>& ids, const std::vector<int64_t>& rows) {
-    const int64_t start = lens[size_t(seq)], end = start + static_cast<int64_t>(ids.size());
-    auto& t = tables[size_t(seq)];
-    while (static_cast<int64_t>(t.size()) * block_size < end) t.push_back(next_block++);
-    const int64_t base = b.num_tokens();
-    b.add_sequence(ids.data(), static_cast<int64_t>(ids.size()), start, t, block_size, false);
-    for (int64_t r : rows) b.logit_rows.push_back(base + r);
-    lens[size_t(seq)] = end;
-  }
-};
 
 // What one model (the reference, or one rank) produced. Empty off the last stage.
 struct Outputs {
