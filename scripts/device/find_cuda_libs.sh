@@ -11,7 +11,7 @@ find_cuda_libs() {
     shift
   fi
   for b in "$@"; do
-    if [ -x "$b" ] && LD_LIBRARY_PATH=$LIBS ldd "$b" | grep -q "not found"; then
+    if [ -x "$b" ] && LD_LIBRARY_PATH=$LIBS ldd "$b" | grep "not found" >/dev/null; then  # not -q: under pipefail an early exit can kill ldd and read as "none missing"
       for name in "${names[@]}"; do
         lib=$(find / -name "$name" -not -path '/proc/*' 2>/dev/null | head -1)
         [ -n "$lib" ] && LIBS=$LIBS:$(dirname "$lib")
