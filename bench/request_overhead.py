@@ -25,6 +25,8 @@ def main():
     serve = json.load(open(sys.argv[1]))
     steps = [json.loads(line) for line in open(sys.argv[2])]
     cal = json.load(open(sys.argv[3]))["calibrations"][0]
+    if cal.get("gemm_scale", 0) > 0:
+        sys.exit("calibration has gemm_scale > 0: predict() does not rebuild the roofline GEMM term")
     lens = {i + 1: n for i, n in enumerate(serve["input_lens"])}
     first_step, first_token_end = {}, {}
     for s in steps:

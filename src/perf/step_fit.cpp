@@ -22,7 +22,11 @@ Row features(const MeasuredStep& s, const RooflineCostModel& roofline, int64_t s
   const double wide_gemm = small_m > 0 && tokens > m ? 1.0 : 0.0;
   const double wide_head = small_m > 0 && seqs > m ? 1.0 : 0.0;
   const double narrow_tokens = small_m > 0 && tokens <= m ? tokens : 0.0;
-  return {1.0, seqs, tokens, pairs, kv_tokens, narrow_tokens, wide_gemm, wide_head, roofline.breakdown(s.chunks).gemm_s};
+  // A backend with a regime switch (the CPU) is priced by its regime terms, not by a scaled
+  // roofline GEMM time (on the CPU that column is the constant and tokens again, and a fit
+  // that leans on it cannot be priced without the model's shape: bench/step_fidelity.py).
+  const double gemm = small_m > 0 ? 0.0 : roofline.breakdown(s.chunks).gemm_s;
+  return {1.0, seqs, tokens, pairs, kv_tokens, narrow_tokens, wide_gemm, wide_head, gemm};
 }
 
 // Least squares on the features in `mask` by the normal equations (columns scaled to

@@ -23,8 +23,8 @@ struct MeasuredStep {
 
 // `roofline` prices the GEMM feature (its hardware should carry no calibration for the
 // model). Errors: fewer steps than features, or no subset with a solution.
-// small_m: the backend's GEMM regime switch (0: none; the two indicator features are then
-// left out).
+// small_m: the backend's GEMM regime switch (0: none; the three regime features are then
+// left out; > 0: the roofline GEMM feature is left out instead, gemm_scale = 0).
 Result<StepCalibration> fit_step_calibration(std::span<const MeasuredStep> steps, const RooflineCostModel& roofline,
                                              const std::string& model_name, int64_t small_m = 0);
 

@@ -27,10 +27,9 @@ std::vector<MeasuredStep> shapes() {
   return steps;
 }
 
-// Steps priced by a known calibration come back with that calibration. The toy's roofline
-// GEMM time is a constant (weight-bound) below a few tokens and linear in tokens above, so
-// with the regime terms it lies in the span of the other features: a truth with
-// gemm_scale > 0 is reproduced exactly but not uniquely (second test below).
+// Steps priced by a known calibration come back with that calibration: a GPU-like one
+// (no regime switch: the scaled roofline GEMM term) and a CPU-like one (small_m = 4: the
+// regime terms, and no GEMM term).
 TEST(StepFit, RecoversTheCoefficientsThatMadeTheTimes) {
   const HardwareProfile hw{"t", 1e10, 1e10, 1e10, 0, 0, 1e12, 0, {}};
   const RooflineCostModel roofline(toy_shape(), hw);
@@ -42,44 +41,46 @@ TEST(StepFit, RecoversTheCoefficientsThatMadeTheTimes) {
   truth.per_token_s = 2e-5;
   truth.per_pair_s = 4e-9;
   truth.per_kv_token_s = 3e-7;
+  truth.gemm_scale = 1.2;
+  std::vector<MeasuredStep> steps = shapes();
+  auto fit_to = [&](const StepCalibration& t, int64_t small_m) {
+    HardwareProfile with = hw;
+    with.calibrations = {t};
+    const RooflineCostModel priced(toy_shape(), with);
+    for (MeasuredStep& s : steps) s.seconds = priced.step_time_s(s.chunks);
+    return fit_step_calibration(steps, roofline, "toy", small_m);
+  };
+  auto gpu = fit_to(truth, 0);
+  ASSERT_TRUE(gpu.is_ok()) << gpu.status().to_string();
+  EXPECT_NEAR(gpu->step_s, truth.step_s, 1e-9);
+  EXPECT_NEAR(gpu->per_seq_s, truth.per_seq_s, 1e-9);
+  EXPECT_NEAR(gpu->per_token_s, truth.per_token_s, 1e-10);
+  EXPECT_NEAR(gpu->per_pair_s, truth.per_pair_s, 1e-13);
+  EXPECT_NEAR(gpu->per_kv_token_s, truth.per_kv_token_s, 1e-11);
+  EXPECT_NEAR(gpu->gemm_scale, truth.gemm_scale, 1e-6);
+  EXPECT_EQ(gpu->small_m, 0);
+  EXPECT_LT(gpu->rms_rel_error, 1e-9);
+  EXPECT_EQ(gpu->num_samples, static_cast<int64_t>(steps.size()));
+  EXPECT_EQ(gpu->layer_params_per_token, 1e6);
+
+  truth.gemm_scale = 0;
   truth.per_narrow_token_s = 2e-3;
   truth.wide_gemm_s = 4e-3;
   truth.wide_head_s = 6e-3;
   truth.small_m = 4;
-  truth.gemm_scale = 0;
-  HardwareProfile with = hw;
-  with.calibrations = {truth};
-  const RooflineCostModel priced(toy_shape(), with);
-  std::vector<MeasuredStep> steps = shapes();
-  for (MeasuredStep& s : steps) s.seconds = priced.step_time_s(s.chunks);
-  auto fit = fit_step_calibration(steps, roofline, "toy", 4);
-  ASSERT_TRUE(fit.is_ok()) << fit.status().to_string();
-  EXPECT_NEAR(fit->step_s, truth.step_s, 1e-9);
-  EXPECT_NEAR(fit->per_seq_s, truth.per_seq_s, 1e-9);
-  EXPECT_NEAR(fit->per_token_s, truth.per_token_s, 1e-10);
-  EXPECT_NEAR(fit->per_pair_s, truth.per_pair_s, 1e-13);
-  EXPECT_NEAR(fit->per_kv_token_s, truth.per_kv_token_s, 1e-11);
-  EXPECT_NEAR(fit->per_narrow_token_s, truth.per_narrow_token_s, 1e-9);
-  EXPECT_NEAR(fit->wide_gemm_s, truth.wide_gemm_s, 1e-9);
-  EXPECT_NEAR(fit->wide_head_s, truth.wide_head_s, 1e-9);
-  EXPECT_EQ(fit->small_m, 4);
-  EXPECT_NEAR(fit->gemm_scale, truth.gemm_scale, 1e-6);
-  EXPECT_LT(fit->rms_rel_error, 1e-9);
-  EXPECT_EQ(fit->num_samples, static_cast<int64_t>(steps.size()));
-  EXPECT_EQ(fit->layer_params_per_token, 1e6);
-
-  // With a GEMM-scaled term the split is not unique, but every step's time is reproduced.
-  truth.gemm_scale = 1.2;
-  with.calibrations = {truth};
-  const RooflineCostModel scaled(toy_shape(), with);
-  for (MeasuredStep& s : steps) s.seconds = scaled.step_time_s(s.chunks);
-  auto refit = fit_step_calibration(steps, roofline, "toy", 4);
-  ASSERT_TRUE(refit.is_ok());
-  EXPECT_LT(refit->rms_rel_error, 1e-9);
-  HardwareProfile back = hw;
-  back.calibrations = {*refit};
-  const RooflineCostModel refitted(toy_shape(), back);
-  for (const MeasuredStep& s : steps) EXPECT_NEAR(refitted.step_time_s(s.chunks), s.seconds, 1e-9 * s.seconds);
+  auto cpu = fit_to(truth, 4);
+  ASSERT_TRUE(cpu.is_ok()) << cpu.status().to_string();
+  EXPECT_NEAR(cpu->step_s, truth.step_s, 1e-9);
+  EXPECT_NEAR(cpu->per_seq_s, truth.per_seq_s, 1e-9);
+  EXPECT_NEAR(cpu->per_token_s, truth.per_token_s, 1e-10);
+  EXPECT_NEAR(cpu->per_pair_s, truth.per_pair_s, 1e-13);
+  EXPECT_NEAR(cpu->per_kv_token_s, truth.per_kv_token_s, 1e-11);
+  EXPECT_NEAR(cpu->per_narrow_token_s, truth.per_narrow_token_s, 1e-9);
+  EXPECT_NEAR(cpu->wide_gemm_s, truth.wide_gemm_s, 1e-9);
+  EXPECT_NEAR(cpu->wide_head_s, truth.wide_head_s, 1e-9);
+  EXPECT_EQ(cpu->gemm_scale, 0.0);
+  EXPECT_EQ(cpu->small_m, 4);
+  EXPECT_LT(cpu->rms_rel_error, 1e-9);
 }
 
 // Times that a negative coefficient would fit best get the best non-negative fit.
