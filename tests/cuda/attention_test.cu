@@ -186,6 +186,34 @@ TEST(PagedAttention, SplitDecodeInACudaGraphEqualsEager) {
   }
 }
 
+// Decode graphs launch with max_context_len rounded up to a power of two (the bucket), so the
+// automatic split is planned for more keys than any sequence has: each split must still size
+// its partition from its own sequence's keys, and the result must not change with the
+// bucket. Contexts just past a power of two (the worst case: a bucket of twice the keys).
+TEST(PagedAttention, AutoSplitDecodeWithABucketedMaxContextMatchesReference) {
+  for (const int64_t bucket_factor : {int64_t{1}, int64_t{2}, int64_t{4}}) {
+    Rng rng;
+    SCOPED_TRACE("seed " + std::to_string(rng.seed) + " bucket x" + std::to_string(bucket_factor));
+    AttnCase c{"bucket", 32, 8, 128, 16, {16385, 9001, 4097, 1, 300, 16384, 2, 8191}, ones(8), true, 0};
+    PagedBatch b(c.shape(), kLayout, rng);
+    DeviceBatch d(b);
+    PagedAttentionParams p = make_params(b, d);
+    p.max_context_len = 16385 * bucket_factor;  // what a graph bucket would pass
+    const size_t ws_bytes = paged_attention_workspace_bytes(p, b.total_q);
+    ASSERT_GT(ws_bytes, 0u) << "the case must split";
+    DeviceBuffer<uint8_t> ws(ws_bytes);
+    p.workspace = ws.get();
+    p.workspace_bytes = ws_bytes;
+    d.out.poison();
+    d.lse.poison();
+    LAUNCH_OK(paged_attention(p, b.total_q, nullptr));
+    std::vector<double> ref, ref_lse;
+    b.reference(ref, ref_lse);
+    EXPECT_LE(rel_error(d.out.download(), ref), kOutBound);
+    expect_lse_near(d.lse.download(), ref_lse, kLseBound);
+  }
+}
+
 TEST(PagedAttention, RejectsBadShapes) {
   PagedAttentionParams p;
   p.num_seqs = 1;

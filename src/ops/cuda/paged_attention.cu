@@ -37,6 +37,11 @@ struct KernelParams {
   bool causal;
   int32_t num_splits;
   int64_t partition;   // keys per split (a multiple of kBlockN); huge when num_splits == 1
+  // Automatic decode splits: each block sizes its partition from its own row's visible keys
+  // (ceil(keys / num_splits), whole key tiles), not from `partition`. The plan's
+  // max_context_len can be far above the real contexts — a decode graph's bucket is the next
+  // power of two — and partitions sized for it would leave half the splits without keys.
+  bool split_by_context;
   float* ws_o;         // [num_splits, total_q · Hq, D] partial outputs (normalised), fp32
   float* ws_lse;       // [num_splits, total_q · Hq]
   int64_t total_rows;  // total_q · Hq
@@ -130,8 +135,10 @@ __global__ void __launch_bounds__(32 * WM * WN) paged_attention_kernel(const Ker
   const int64_t qpos0 = ctx - nq;  // position of the sequence's first query token
   const int64_t r_last = min(r0 + BM, rows) - 1;
   const int64_t kv_end = p.causal ? min(ctx, qpos0 + r_last / G + 1) : ctx;
-  const int64_t kv_lo = static_cast<int64_t>(split) * p.partition;
-  const int64_t kv_hi = min(kv_end, kv_lo + p.partition);
+  const int64_t part =
+      p.split_by_context ? ((kv_end + p.num_splits - 1) / p.num_splits + kBlockN - 1) / kBlockN * kBlockN : p.partition;
+  const int64_t kv_lo = static_cast<int64_t>(split) * part;
+  const int64_t kv_hi = min(kv_end, kv_lo + part);
   const int n_tiles = kv_hi > kv_lo ? static_cast<int>((kv_hi - kv_lo + kBlockN - 1) / kBlockN) : 0;
   const int32_t* btab = p.block_tables + seq * p.block_table_stride;
   // Key positions as 32-bit ints in the loop (registers are the prefill kernel's limit).
@@ -519,6 +526,7 @@ struct Plan {
   int m_blocks;
   int num_splits;
   int64_t partition;
+  bool split_by_context;  // the kernel sizes partitions from each row's keys (KernelParams)
 };
 
 constexpr int kDecodeThreads = 128;                   // the decode shape: 1 × 4 warps
@@ -613,6 +621,7 @@ Plan make_plan(const PagedAttentionParams& p) {
     if (want > 1) {
       part = (ctx + want - 1) / want;
       part = (part + kBlockN - 1) / kBlockN * kBlockN;
+      pl.split_by_context = true;  // the count is planned here, the sizes per sequence
     }
   } else {
     int dev = 0, sms = 132;
@@ -722,6 +731,7 @@ cudaError_t paged_attention(const PagedAttentionParams& p, int64_t total_q, cuda
   kp.causal = p.causal;
   kp.num_splits = pl.num_splits;
   kp.partition = pl.partition;
+  kp.split_by_context = pl.split_by_context && pl.num_splits > 1;
   kp.total_rows = total_q * p.num_q_heads;
   if (pl.num_splits > 1) {
     const size_t need = paged_attention_workspace_bytes(p, total_q);
