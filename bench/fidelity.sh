@@ -4,7 +4,8 @@
 #   1. served for real: `longctx serve` + `longctx bench serve --dataset TRACE`,
 #   2. simulated: `longctx simulate --trace TRACE --hardware PROFILE` with the table that
 #      `longctx bench profile --model DIR` measured on this machine just before, and the
-#      serving path's per-request overhead measured on the same server by a probe,
+#      serving path's per-request overhead, its idle-wake cost and the steps' slowdown under
+#      concurrent streams, measured on the same server by two probes,
 # and the per-class median and p90 TTFT and TBT are compared (bench/fidelity_compare.py).
 #
 #   bash bench/fidelity.sh MODEL_DIR [N] [WORKLOAD] [LONG_THRESHOLD]
@@ -54,6 +55,18 @@ for i in range(30): print(json.dumps({"arrival_s": 0.25 * i, "prompt_tokens": 64
 read -r overhead idle_wake < <(python3 bench/request_overhead.py "$out/probe_serve.json" "$out/steps.jsonl" \
   "$out/profile.json" 2> >(tee -a "$out/load.txt" >&2))
 probe_steps=$(wc -l < "$out/steps.jsonl")
+# The engine's steps while the server streams to several clients at once, against the
+# profile's price: 8 requests together (64-token prompts, 32 tokens each); the median
+# measured / predicted of their decode steps scales every simulated step (--step-scale).
+python3 -c 'import json
+for i in range(8): print(json.dumps({"arrival_s": 0.001 * i, "prompt_tokens": 64, "output_tokens": 32}))' \
+  > "$out/probe_streams_trace.jsonl"
+"$bin" bench serve --base-url "http://127.0.0.1:$port" --dataset "$out/probe_streams_trace.jsonl" --num-prompts 8 \
+  --vocab-size 1000 --result-json "$out/probe_streams_serve.json" --max-duration 300 > "$out/probe_streams_bench_serve.txt"
+streams_end=$(wc -l < "$out/steps.jsonl")
+step_scale=$(python3 bench/serving_factor.py "$out/steps.jsonl" "$out/profile.json" $((probe_steps + 1)) "$streams_end" \
+  2> >(tee -a "$out/load.txt" >&2))
+probe_steps=$streams_end
 start=$(date +%s)
 "$bin" bench serve --base-url "http://127.0.0.1:$port" --dataset "$out/trace.jsonl" --num-prompts "$n" \
   --vocab-size 1000 --result-json "$out/serve.json" --max-duration 1800 | tee "$out/bench_serve.txt"
@@ -65,7 +78,7 @@ tail -n +$((probe_steps + 1)) "$out/steps.jsonl" > "$out/trace_steps.jsonl"
 
 "$bin" simulate --trace "$out/trace.jsonl" --model "$model" --hardware "$out/profile.json" \
   --kv-cache-tokens 1000000 --max-num-batched-tokens 2048 --max-num-seqs 256 --long-threshold $threshold \
-  --request-overhead "$overhead" --idle-wake "$idle_wake" --requests-json "$out/sim_requests.json" --json > "$out/sim.json"
+  --request-overhead "$overhead" --idle-wake "$idle_wake" --step-scale "$step_scale" --requests-json "$out/sim_requests.json" --json > "$out/sim.json"
 python3 bench/fidelity_compare.py "$out/serve.json" "$out/sim_requests.json" $threshold | tee "$out/compare.md"
 # Every step of the trace's run priced by the calibration, by kind of step.
 python3 bench/step_fidelity.py "$out/trace_steps.jsonl" "$out/profile.json" | tee "$out/steps.md"

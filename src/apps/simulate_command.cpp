@@ -46,7 +46,7 @@ struct SimulateFlags {
   std::string compare, plot, plot_title, requests_json_file;
   bool json = false;
   double ttft_slo = 0.5, ttft_slo_per_token = 0.0, tbt_slo = 0.1;
-  double request_overhead = 0.0, idle_wake = 0.0;
+  double request_overhead = 0.0, idle_wake = 0.0, step_scale = 1.0;
   bool adaptive = false;
   int64_t min_chunk = 256;
   double long_prefill_share = 0.4;
@@ -221,6 +221,7 @@ int run_simulate(const SimulateFlags& f) {
     cfg.deadlines.ttft_slo_per_token_s = f.ttft_slo_per_token;
     cfg.request_overhead_s = f.request_overhead;
     cfg.idle_wake_s = f.idle_wake;
+    cfg.step_scale = f.step_scale;
     if (v.adaptive) {
       AdaptiveChunkConfig a;
       a.tbt_slo_s = f.tbt_slo;
@@ -326,6 +327,9 @@ void add_simulate_command(CLI::App& app, CommandRunner& run) {
   cmd->add_option("--ttft-slo", f->ttft_slo, "Base TTFT deadline, seconds (edf, lrs)")->capture_default_str();
   cmd->add_option("--request-overhead", f->request_overhead,
                   "Seconds a request spends in the serving path before the scheduler sees it (counted in TTFT)")
+      ->capture_default_str();
+  cmd->add_option("--step-scale", f->step_scale,
+                  "Multiply every step's priced time (the engine's steps under a serving load vs the profile)")
       ->capture_default_str();
   cmd->add_option("--idle-wake", f->idle_wake, "Seconds the first step after an idle engine costs beyond its price")
       ->capture_default_str();

@@ -57,6 +57,8 @@ Result<SimResult> simulate_pools(const std::vector<TraceRequest>& trace, const S
   if (pools.empty()) return invalid_argument("simulation needs at least one pool");
   if (!(cfg.request_overhead_s >= 0))
     return invalid_argument("--request-overhead must be >= 0 seconds, got " + std::to_string(cfg.request_overhead_s));
+  if (!(cfg.step_scale > 0))
+    return invalid_argument("--step-scale must be > 0, got " + std::to_string(cfg.step_scale));
   if (!(cfg.idle_wake_s >= 0))
     return invalid_argument("--idle-wake must be >= 0 seconds, got " + std::to_string(cfg.idle_wake_s));
   const double overhead = cfg.request_overhead_s;
@@ -197,7 +199,8 @@ Result<SimResult> simulate_pools(const std::vector<TraceRequest>& trace, const S
                             std::to_string(rep->sched->num_waiting()) + " waiting and " +
                             std::to_string(rep->sched->num_running()) + " running requests");
     }
-    const double dt = rep->cost->step_time_s(step_work(plan)) + (rep->woke ? cfg.idle_wake_s : 0.0);
+    const double dt =
+        cfg.step_scale * rep->cost->step_time_s(step_work(plan)) + (rep->woke ? cfg.idle_wake_s : 0.0);
     rep->woke = false;
     const double stages = static_cast<double>(rep->cost->pipeline_stages());
     rep->ready_s = now + dt;

@@ -50,6 +50,10 @@ struct SimConfig {
   // cold caches, a descheduled core); fidelity.sh measures it with the same probe
   // (--idle-wake).
   double idle_wake_s = 0;
+  // Every step's priced time × this: what the engine's steps cost while a server streams
+  // to its clients on the same machine, against the engine-only profile (fidelity.sh
+  // measures it with a probe of concurrent streams: --step-scale).
+  double step_scale = 1.0;
 };
 
 // One pool of identical replicas. kv and max_model_len are per replica.

@@ -104,6 +104,20 @@ TEST(Simulator, IdleWakeCostsTheFirstStepAfterIdle) {
   EXPECT_DOUBLE_EQ(r[2].first_token_s, 2.125);
   EXPECT_EQ(res->num_steps, 5);
   EXPECT_DOUBLE_EQ(res->busy_s, 0.625 + 3 * 0.125 + 0.625);
+  // A step scale of 2 doubles every step (the wake penalty is added after the scale).
+  // R2 arrives at 3.0 here, after the engine went idle at 1.5: two wakes again.
+  cfg.step_scale = 2.0;
+  const std::vector<TraceRequest> later = {{0.0, 10, 3}, {0.2, 4, 2}, {3.0, 3, 1}};
+  auto scaled = simulate(later, cfg, cost);
+  ASSERT_TRUE(scaled.is_ok());
+  EXPECT_EQ(scaled->num_steps, 5);
+  EXPECT_DOUBLE_EQ(scaled->busy_s, 5 * 2 * 0.125 + 2 * 0.5);
+  EXPECT_DOUBLE_EQ(scaled->requests[2].first_token_s, 3.0 + 2 * 0.125 + 0.5);
+  cfg.step_scale = 0;
+  auto zero = simulate(trace, cfg, cost);
+  ASSERT_FALSE(zero.is_ok());
+  EXPECT_NE(zero.status().message().find("--step-scale"), std::string::npos);
+  cfg.step_scale = 1.0;
   cfg.idle_wake_s = -0.1;
   auto bad = simulate(trace, cfg, cost);
   ASSERT_FALSE(bad.is_ok());
