@@ -28,20 +28,13 @@
 #include <vector>
 
 #include "ops/cuda/grouped_gemm.h"
+#include "cuda_check.h"  // same folder
 #include "ops/cuda/linear.h"
 
 namespace {
 
 using namespace longctx::cuda;
 
-#define CHECK(expr)                                                                              \
-  do {                                                                                           \
-    const cudaError_t e_ = (expr);                                                               \
-    if (e_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                              \
-    }                                                                                            \
-  } while (0)
 #define CHECK_BLAS(expr)                                                                        \
   do {                                                                                          \
     const cublasStatus_t s_ = (expr);                                                           \

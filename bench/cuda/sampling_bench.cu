@@ -14,19 +14,12 @@
 #include <functional>
 #include <vector>
 
+#include "cuda_check.h"  // same folder
 #include "ops/cuda/linear.h"
 #include "ops/cuda/sampling.h"
 
 namespace {
 
-#define CHECK(expr)                                                                              \
-  do {                                                                                           \
-    const cudaError_t e_ = (expr);                                                               \
-    if (e_ != cudaSuccess) {                                                                     \
-      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_)); \
-      std::exit(1);                                                                              \
-    }                                                                                            \
-  } while (0)
 
 __device__ uint32_t mix(uint64_t x) {
   x ^= x >> 33;

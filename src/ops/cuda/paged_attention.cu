@@ -6,6 +6,7 @@
 
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/paged_attention.h"
+#include "ops/cuda/paged_attention_params.cuh"
 #include "ops/cuda/paged_prefill_sm90.h"
 
 namespace longctx::cuda {
@@ -16,7 +17,7 @@ constexpr int kBlockN = 64;  // keys per shared-memory tile
 #define LONGCTX_PREFILL_MT 2
 #endif
 constexpr int kPrefillMT = LONGCTX_PREFILL_MT;  // m16 tiles per warp in the prefill shape
-constexpr float kLog2e = 1.4426950408889634f;
+using detail::kLog2e;
 constexpr float kLn2 = 0.6931471805599453f;
 
 // What the kernel reads; a plain value passed by copy (no host pointers inside).
@@ -712,23 +713,7 @@ cudaError_t paged_attention(const PagedAttentionParams& p, int64_t total_q, cuda
   validate(p);
   const Plan pl = make_plan(p);
   KernelParams kp{};
-  kp.q = p.q;
-  kp.q_stride = p.q_stride ? p.q_stride : p.num_q_heads * p.head_dim;
-  kp.out = p.out;
-  kp.lse = p.lse;
-  kp.k_cache = p.k_cache;
-  kp.v_cache = p.v_cache;
-  kp.q_begin = p.q_begin;
-  kp.context_lens = p.context_lens;
-  kp.block_tables = p.block_tables;
-  kp.block_table_stride = p.block_table_stride;
-  kp.block_size = static_cast<int32_t>(p.block_size);
-  kp.num_q_heads = static_cast<int32_t>(p.num_q_heads);
-  kp.num_kv_heads = static_cast<int32_t>(p.num_kv_heads);
-  kp.group = static_cast<int32_t>(p.num_q_heads / p.num_kv_heads);
-  const float scale = p.scale != 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(p.head_dim));
-  kp.scale_log2 = scale * kLog2e;
-  kp.causal = p.causal;
+  detail::fill_paged_attention_common(kp, p);
   kp.num_splits = pl.num_splits;
   kp.partition = pl.partition;
   kp.split_by_context = pl.split_by_context && pl.num_splits > 1;

@@ -25,6 +25,7 @@
 #include <numeric>
 #include <type_traits>
 
+#include "ops/cuda/paged_attention_params.cuh"
 #include "ops/cuda/paged_prefill_sm90.h"
 
 namespace longctx::cuda {
@@ -36,7 +37,7 @@ constexpr int kStages = 2;     // K/V shared-memory stages (LONGCTX_ATTN_SM90_ST
 constexpr int kThreads = 384;  // producer warpgroup + 2 consumer warpgroups
 constexpr int kProducerRegs = 56;
 constexpr int kConsumerRegs = 224;  // 128·56 + 256·224 = 64512 ≤ 65536 (40 spilled the producer)
-constexpr float kLog2e = 1.4426950408889634f;
+using detail::kLog2e;
 constexpr float kLn2 = 0.6931471805599453f;
 
 struct Sm90Params {
@@ -552,23 +553,7 @@ cudaError_t paged_prefill_sm90(const PagedAttentionParams& p, int64_t total_q, c
                reinterpret_cast<uintptr_t>(p.v_cache) % 16 == 0 &&
                encode_cache_map(&kp.tm_k, p.k_cache, p.num_kv_heads, p.head_dim, kp.box_rows) &&
                encode_cache_map(&kp.tm_v, p.v_cache, p.num_kv_heads, p.head_dim, kp.box_rows);
-  kp.q = p.q;
-  kp.q_stride = p.q_stride ? p.q_stride : p.num_q_heads * p.head_dim;
-  kp.out = p.out;
-  kp.lse = p.lse;
-  kp.k_cache = p.k_cache;
-  kp.v_cache = p.v_cache;
-  kp.q_begin = p.q_begin;
-  kp.context_lens = p.context_lens;
-  kp.block_tables = p.block_tables;
-  kp.block_table_stride = p.block_table_stride;
-  kp.block_size = static_cast<int32_t>(p.block_size);
-  kp.num_q_heads = static_cast<int32_t>(p.num_q_heads);
-  kp.num_kv_heads = static_cast<int32_t>(p.num_kv_heads);
-  kp.group = static_cast<int32_t>(p.num_q_heads / p.num_kv_heads);
-  const float scale = p.scale != 0.0f ? p.scale : 1.0f / std::sqrt(static_cast<float>(p.head_dim));
-  kp.scale_log2 = scale * kLog2e;
-  kp.causal = p.causal;
+  detail::fill_paged_attention_common(kp, p);
   const int64_t m_blocks = (p.max_num_q * kp.group + kBM - 1) / kBM;
   const dim3 grid(static_cast<unsigned>(p.num_kv_heads), static_cast<unsigned>(m_blocks),
                   static_cast<unsigned>(p.num_seqs));
