@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU model over ranks (TP, PP; tests/cuda/sharded_model_test.cpp, docs/cuda.md
+# The GPU model over ranks (TP, PP, DCP, KVP; tests/cuda/sharded_model_test.cpp, docs/cuda.md
 # "Layouts on the GPU") on a machine with NVIDIA GPUs:
 #   - always: every rank a thread on GPU 0 through the device-staged communicator
-#     (longctx_cuda_tests), then compute-sanitizer memcheck on one fixture's layouts;
+#     (longctx_cuda_tests) with the DCP/KVP pieces (RankKVPlacement, paged attention with
+#     causal_lens), then compute-sanitizer memcheck on one fixture's layouts;
 #   - on >= 2 GPUs: the same tests with one GPU per rank over NCCL (longctx_cuda_layout_tests,
 #     LONGCTX_LAYOUT_COMM=nccl; a layout with more ranks than GPUs is skipped and says so),
 #     NVLink multicast off (NCCL_NVLS_ENABLE=0, KINDS.md).
@@ -22,7 +23,7 @@ OUT=${OUT:-/tmp/longctx-layouts-out}
 BIN=${BIN:-build-gpulayout}
 TESTS=$BIN/tests/longctx_cuda_tests
 NCCL_TESTS=$BIN/tests/longctx_cuda_layout_tests
-FILTER=${FILTER:-'*CudaShardedModel*:DeviceStagedCommunicator.*'}  # FILTER=... to add tests
+FILTER=${FILTER:-'*CudaShardedModel*:DeviceStagedCommunicator.*:RankKVPlacement.*:*PagedAttentionCausalLens*'}
 T_TESTS=${T_TESTS:-240}        # seconds per step (the device tool's calls are capped)
 T_MEMCHECK=${T_MEMCHECK:-240}
 mkdir -p "$OUT"
@@ -52,10 +53,11 @@ if [ "$MODE" = all ] || [ "$MODE" = shared ]; then
   rc=$?
   grep -E "^\[  (FAILED|PASSED) |FAILED|Failure|\[ gpu \]|seed" "$OUT/layouts_shared.log" | head -60
   [ $rc -eq 0 ] || { echo "shared-GPU layout tests FAILED ($rc)"; status=1; }
-  echo "== memcheck (one fixture: tp2, tp4, pp2, tp2 x pp2; the communicator)"
+  echo "== memcheck (one fixture: tp2, tp4, pp2, tp2 x pp2, the DCP/KVP layouts; the communicator)"
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  MC_FILTER=${MC_FILTER:-'Fixtures/CudaShardedModelTest.*/1:DeviceStagedCommunicator.*'}
   LD_LIBRARY_PATH=$LIBS timeout "$T_MEMCHECK" "$CS" --tool memcheck --error-exitcode 3 "$TESTS" \
-    --gtest_filter='Fixtures/CudaShardedModelTest.TpAndPpMatchTheSingleRankModel/1:DeviceStagedCommunicator.*' \
+    --gtest_filter="$MC_FILTER" \
     >"$OUT/layouts_memcheck.log" 2>&1
   rc=$?
   tail -3 "$OUT/layouts_memcheck.log"

@@ -91,11 +91,14 @@ namespace {
 Status check_rank_spec(const ModelConfig& cfg, const CudaModelOptions& opts, const CudaRankSpec& spec) {
   const ParallelLayout& layout = spec.layout;
   const ParallelConfig& pc = layout.config();
-  if (pc.cp > 1 || pc.dcp > 1 || pc.kvp > 1 || pc.helix || pc.ep > 1)
-    return invalid_argument("the GPU model runs --tp and --pp layouts so far; " + layout.to_string() +
-                            (pc.helix ? " --helix" : "") +
-                            (pc.ep > 1 ? " --ep " + std::to_string(pc.ep) : "") +
-                            " needs the attention exchange across ranks (CPU only)");
+  if (pc.cp > 1 || pc.helix || pc.ep > 1)
+    return invalid_argument("the GPU model runs --tp, --pp, --dcp and --kvp layouts so far; " +
+                            layout.to_string() + (pc.helix ? " --helix" : "") +
+                            (pc.ep > 1 ? " --ep " + std::to_string(pc.ep) : "") + " needs " +
+                            (pc.cp > 1  ? "ring attention (--cp)"
+                             : pc.helix ? "the Helix exchange"
+                                        : "expert parallelism") +
+                            " across ranks (CPU only)");
   if (layout.dims().num_heads != cfg.num_heads || layout.dims().num_kv_heads != cfg.num_kv_heads ||
       layout.dims().num_layers != cfg.num_layers)
     return invalid_argument("CudaDenseModel: the layout (" + layout.to_string() +
@@ -106,10 +109,21 @@ Status check_rank_spec(const ModelConfig& cfg, const CudaModelOptions& opts, con
   if (spec.rank < 0 || spec.rank >= layout.world_size())
     return invalid_argument("rank " + std::to_string(spec.rank) + " is outside the layout's world of " +
                             std::to_string(layout.world_size()));
+  // The token placement (ParallelLayout's) is in blocks of the layout's block size; the
+  // rank's cache in the engine's (rank_kv_placement.h).
+  if ((pc.dcp > 1 || pc.kvp > 1) && pc.block_size != opts.block_size)
+    return invalid_argument("the layout's block size " + std::to_string(pc.block_size) +
+                            " differs from --block-size " + std::to_string(opts.block_size) +
+                            " (DCP and KVP place tokens in blocks)");
+  if (pc.dcp > 1 && pc.dcp_interleave == 1 && opts.block_size % pc.dcp != 0)
+    return invalid_argument(
+        "--dcp " + std::to_string(pc.dcp) + " with --dcp-interleave 1 must divide --block-size " +
+        std::to_string(opts.block_size) + " on the GPU (each block's tokens are split over the DCP ranks)");
   if (layout.world_size() > 1) {
-    if (!spec.comms || (pc.tp > 1 && !spec.comms->tp) || (pc.pp > 1 && !spec.comms->pp))
+    if (!spec.comms || (pc.tp > 1 && !spec.comms->tp) || (pc.pp > 1 && !spec.comms->pp) ||
+        (pc.dcp > 1 && !spec.comms->dcp) || (pc.kvp > 1 && !spec.comms->kvp))
       return invalid_argument("CudaDenseModel rank " + std::to_string(spec.rank) + " of " +
-                              layout.to_string() + ": no communicator for its TP or PP group");
+                              layout.to_string() + ": no communicator for its TP, PP, DCP or KVP group");
     if (!opts.stream)
       return invalid_argument(
           "CudaDenseModel: a rank runs on the stream its communicators are ordered on; set "
@@ -135,6 +149,7 @@ Result<std::unique_ptr<CudaDenseModel>> CudaDenseModel::create(const ModelConfig
         check_weights_fit(total, used0, opts.gpu_memory_utilization, device_weight_bytes(cfg, rs)));
   LONGCTX_ASSIGN_OR_RETURN(DeviceWeights dw, upload_dense_weights(cfg, w, rs));
   std::unique_ptr<CudaDenseModel> m(new CudaDenseModel(cfg, opts, spec, rs));
+  m->placement_ = RankKVPlacement(spec.layout, spec.rank, opts.block_size);
   LONGCTX_RETURN_IF_ERROR(m->init(std::move(dw), used0));
   return m;
 }
@@ -183,7 +198,8 @@ Status CudaDenseModel::init(DeviceWeights w, size_t used_at_start) {
       cudaMemcpy(inv_freq_.get(), inv.data(), inv.size() * sizeof(double), cudaMemcpyHostToDevice),
       "uploading rope frequencies");
 
-  KVCacheShape shape{rs_.num_layers, 0, bs, rs_.num_kv_heads, cfg_.head_dim, false};
+  KVCacheShape shape{rs_.num_layers, 0,    placement_.cache_block_size(), rs_.num_kv_heads,
+                     cfg_.head_dim,  false};
   const size_t per_block = DeviceKVCache::bytes_per_block(shape);
   if (opts_.num_kv_blocks > 0) {
     shape.num_blocks = opts_.num_kv_blocks;
@@ -267,6 +283,7 @@ Status CudaDenseModel::allocate_workspaces() {
   // Room for max_num_seqs full tables, or the profiling pass's one long table.
   const int64_t bs = opts_.block_size;
   m_.block_tables = take(mo, std::max(s * max_blocks_per_seq_, (t + bs - 1) / bs + 1) * 4);
+  m_.causal_lens = take(mo, placement_.shards_keys() ? t * 4 : 0);
   m_.end = mo;
   LONGCTX_ASSIGN_OR_RETURN(meta_, DeviceBuffer::allocate(mo, "step metadata"));
   LONGCTX_ASSIGN_OR_RETURN(meta_host_, HostStaging::allocate(mo));
@@ -283,6 +300,13 @@ Status CudaDenseModel::allocate_workspaces() {
   LONGCTX_ASSIGN_OR_RETURN(sampled_logprobs_, DeviceBuffer::allocate(r * 4, "sampled logprobs"));
   const size_t ws = std::max<size_t>(sample_workspace_bytes(r, cfg_.vocab_size), 256);
   LONGCTX_ASSIGN_OR_RETURN(sample_ws_, DeviceBuffer::allocate(ws, "the sampling workspace"));
+  if (placement_.shards_keys()) {
+    const ParallelConfig& pc = spec_.layout.config();
+    LONGCTX_ASSIGN_OR_RETURN(
+        exchange_,
+        AttentionExchange::create({t, rs_.num_q_heads, d}, pc.dcp > 1 ? spec_.comms->dcp.get() : nullptr,
+                                  pc.kvp > 1 ? spec_.comms->kvp.get() : nullptr, stream_));
+  }
   return probe_sampling();
 }
 
@@ -331,7 +355,7 @@ Status CudaDenseModel::validate(const ForwardBatch& b) const {
       return invalid_argument("token id " + std::to_string(id) + " at index " + std::to_string(i) +
                               " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
     const int64_t slot = b.slots[static_cast<size_t>(i)];
-    if (slot < -1 || slot >= kv_.shape().num_blocks * kv_.shape().block_size)
+    if (slot < -1 || slot >= kv_.shape().num_blocks * opts_.block_size)
       return invalid_argument("slot " + std::to_string(slot) + " of token " + std::to_string(i) +
                               " is outside the KV cache of " + std::to_string(kv_.shape().num_blocks) +
                               " blocks");
@@ -342,7 +366,7 @@ Status CudaDenseModel::validate(const ForwardBatch& b) const {
                               std::to_string(t) + " tokens");
   for (int64_t s = 0; s < ns; ++s) {
     const int64_t nq = b.q_begin[s + 1] - b.q_begin[s], ctx = b.context_lens[s];
-    if (nq < 0 || ctx < nq || ctx > b.block_table_stride * kv_.shape().block_size || ctx > max_model_len_)
+    if (nq < 0 || ctx < nq || ctx > b.block_table_stride * opts_.block_size || ctx > max_model_len_)
       return invalid_argument("sequence " + std::to_string(s) + ": context " + std::to_string(ctx) +
                               " with " + std::to_string(nq) +
                               " new tokens does not fit its block table or max_model_len " +
@@ -355,7 +379,8 @@ Status CudaDenseModel::validate(const ForwardBatch& b) const {
   return Status::ok();
 }
 
-Status CudaDenseModel::stage(const ForwardBatch& b, const StepShape& s) {
+Status CudaDenseModel::stage(const ForwardBatch& b, const StepShape& s,
+                             const std::vector<int32_t>* causal_lens) {
   const int64_t t = b.num_tokens(), ns = b.num_seqs(), rows = static_cast<int64_t>(b.logit_rows.size());
   unsigned char* h = meta_host_.as<unsigned char>();
   auto* ids = reinterpret_cast<int32_t*>(h + m_.ids);
@@ -391,6 +416,10 @@ Status CudaDenseModel::stage(const ForwardBatch& b, const StepShape& s) {
   LONGCTX_CUDA_OK(copy(m_.context_lens, s.seqs * 8), "uploading context lengths");
   LONGCTX_CUDA_OK(copy(m_.logit_rows, s.logit_rows * 8), "uploading logit rows");
   LONGCTX_CUDA_OK(copy(m_.block_tables, s.seqs * s.table_stride * 4), "uploading block tables");
+  if (causal_lens) {
+    std::copy(causal_lens->begin(), causal_lens->end(), reinterpret_cast<int32_t*>(h + m_.causal_lens));
+    LONGCTX_CUDA_OK(copy(m_.causal_lens, t * 4), "uploading causal lengths");
+  }
   return Status::ok();
 }
 
@@ -454,10 +483,18 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
     rp.v_cache = kv_.v(l);
     LONGCTX_CUDA_OK(rope_kv_write(rp, stream_), "rope + KV write");
 
+    // DCP/KVP: attention over this rank's keys only, with the DCP group's queries, into
+    // partial states that the exchange merges into a_.attn.
+    const __nv_bfloat16* qa = a_.qkv;
+    int64_t qa_stride = qkvw;
+    if (exchange_.active())
+      LONGCTX_RETURN_IF_ERROR(exchange_.gather_queries(a_.qkv, qkvw, t, &qa, &qa_stride));
     PagedAttentionParams ap;
-    ap.q = a_.qkv;
-    ap.q_stride = qkvw;
-    ap.out = a_.attn;
+    ap.q = qa;
+    ap.q_stride = qa_stride;
+    ap.out = exchange_.active() ? exchange_.partial_out() : a_.attn;
+    ap.lse = exchange_.active() ? exchange_.partial_lse() : nullptr;
+    ap.causal_lens = placement_.shards_keys() ? meta_.as<int32_t>(m_.causal_lens) : nullptr;
     ap.k_cache = kv_.k(l);
     ap.v_cache = kv_.v(l);
     ap.block_size = kv_.shape().block_size;
@@ -468,7 +505,8 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
     ap.block_table_stride = s.table_stride;
     ap.max_num_q = s.max_num_q;
     ap.max_context_len = s.max_context_len;
-    ap.num_q_heads = hq, ap.num_kv_heads = hkv, ap.head_dim = d;
+    ap.num_q_heads = exchange_.active() ? exchange_.num_attended_heads() : hq;
+    ap.num_kv_heads = hkv, ap.head_dim = d;
     ap.workspace = attn_ws_.get();
     ap.workspace_bytes = attn_ws_.bytes();
     if (paged_attention_workspace_bytes(ap, t) > attn_ws_.bytes())
@@ -476,6 +514,7 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
                             " bytes is too small: " + std::to_string(paged_attention_workspace_bytes(ap, t)) +
                             " needed");
     LONGCTX_CUDA_OK(paged_attention(ap, t, stream_), "paged attention");
+    if (exchange_.active()) LONGCTX_RETURN_IF_ERROR(exchange_.merge(t, a_.attn));
     LONGCTX_RETURN_IF_ERROR(gemm(a_.attn, lw.o_proj, lead ? lw.o_bias : nullptr, a_.residual, DType::kF32, t,
                                  h, qw, lead, "o_proj"));
     if (tp) tp->all_reduce_sum(a_.residual, t * h);
@@ -519,8 +558,12 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
   return Status::ok();
 }
 
-Status CudaDenseModel::run(const ForwardBatch& b, bool use_graphs) {
-  LONGCTX_RETURN_IF_ERROR(validate(b));
+Status CudaDenseModel::run(const ForwardBatch& global, bool use_graphs) {
+  LONGCTX_RETURN_IF_ERROR(validate(global));
+  // DCP/KVP: the rank's own slots, key counts, block tables and causal lengths.
+  const bool local = placement_.shards_keys();
+  if (local) placement_.localize(global, local_, causal_lens_);
+  const ForwardBatch& b = local ? local_ : global;
   const int64_t t = b.num_tokens(), ns = b.num_seqs();
   StepShape s;
   s.tokens = t, s.seqs = ns, s.logit_rows = static_cast<int64_t>(b.logit_rows.size());
@@ -531,7 +574,8 @@ Status CudaDenseModel::run(const ForwardBatch& b, bool use_graphs) {
   s.max_context_len = max_ctx;
   // A decode step (one new token per sequence, each with its logit row in order) is sized by
   // buckets, eager or replayed, so both run the same kernels with the same grids.
-  bool decode = ns > 0 && t == ns && s.logit_rows == ns;
+  // (Not for a rank's share of the keys: its tables are in its own blocks, and it runs eager.)
+  bool decode = !local && ns > 0 && t == ns && s.logit_rows == ns;
   for (int64_t i = 0; decode && i < ns; ++i) decode = b.logit_rows[static_cast<size_t>(i)] == i;
   const int64_t bs = kv_.shape().block_size;
   if (decode) {
@@ -544,7 +588,7 @@ Status CudaDenseModel::run(const ForwardBatch& b, bool use_graphs) {
                      s.table_stride <= max_blocks_per_seq_ && spec_.layout.world_size() == 1;
   if (graph) s.tokens = s.seqs = s.logit_rows = bucket;
   try {
-    LONGCTX_RETURN_IF_ERROR(stage(b, s));
+    LONGCTX_RETURN_IF_ERROR(stage(b, s, local ? &causal_lens_ : nullptr));
     if (t == 0) return Status::ok();
     if (graph) {
       LONGCTX_RETURN_IF_ERROR(

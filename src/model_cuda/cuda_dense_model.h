@@ -8,14 +8,16 @@
 // Numerics: bf16 weights and GEMM inputs, fp32 accumulation, an fp32 residual stream (as
 // the CPU backend), bf16 activations between the ops, fp32 logits.
 //
-// Ranks (create with a CudaRankSpec): one rank of a ParallelLayout, TP and PP so far, the
-// semantics of ShardedDenseModel (model/sharded_dense_model.h). The rank holds its q/k/v
-// heads (kv heads replicated when tp > Hkv), their o_proj columns, its gate/up rows and
-// down columns, its stage's layers (and their KV cache only); o_proj's and down's partial
-// products are summed over the TP group (fp32 all-reduce of the residual: rank 0 adds its
-// product and the bias to the residual, the others their product alone, so the sum is
-// residual + Σ partials); the fp32 residual goes stage to stage by send/recv; the last
-// stage runs the LM head, split over the vocabulary and all-gathered when tp divides it.
+// Ranks (create with a CudaRankSpec): one rank of a ParallelLayout — TP, PP, DCP and KVP (not
+// CP, Helix, EP yet) — the semantics of ShardedDenseModel (model/sharded_dense_model.h). The rank holds its
+// q/k/v heads (kv heads replicated when tp > Hkv), their o_proj columns, its gate/up rows and down columns,
+// its stage's layers (and their KV cache only); o_proj's and down's partial products are summed over the TP
+// group (fp32 all-reduce of the residual: rank 0 adds its product and the bias to the residual, the others
+// their product alone, so the sum is residual + Σ partials); the fp32 residual goes stage to stage by
+// send/recv; the last stage runs the LM head, split over the vocabulary and all-gathered when tp divides it.
+// DCP and KVP: the rank keeps only its tokens' K/V (rank_kv_placement.h says where, in the
+// engine's global block ids), attends over them and exchanges the partial states with its
+// DCP and KVP groups (attention_exchange.h).
 // Every rank runs the same ForwardBatch in lockstep; only the last stage returns logits
 // or tokens (the others return empty results). Multi-rank steps run eager (no CUDA graphs:
 // the device-staged communicator synchronizes on the host).
@@ -36,11 +38,13 @@
 #include "model/config.h"
 #include "model/dense_weights.h"
 #include "model/forward_batch.h"
+#include "model_cuda/attention_exchange.h"
 #include "model_cuda/decode_graphs.h"
 #include "model_cuda/device_buffer.h"
 #include "model_cuda/device_kv_cache.h"
 #include "model_cuda/device_weights.h"
 #include "model_cuda/memory_plan.h"
+#include "model_cuda/rank_kv_placement.h"
 #include "ops/cuda/linear.h"
 #include "ops/cuda/sampling.h"
 #include "parallel/parallel_layout.h"
@@ -77,7 +81,7 @@ class CudaDenseModel {
   static Result<std::unique_ptr<CudaDenseModel>> create(const ModelConfig& cfg, const DenseWeights& w,
                                                         const CudaModelOptions& opts);
   // This rank's share of the host weights (the full model's), under spec.layout (built with
-  // ShardedDenseModel::layout_dims(cfg)); TP and PP only, other splits are refused.
+  // ShardedDenseModel::layout_dims(cfg)); TP, PP, DCP and KVP; other splits are refused.
   static Result<std::unique_ptr<CudaDenseModel>> create(const ModelConfig& cfg, const DenseWeights& w,
                                                         const CudaModelOptions& opts,
                                                         const CudaRankSpec& spec);
@@ -92,7 +96,8 @@ class CudaDenseModel {
   const CudaModelOptions& options() const { return opts_; }
   const MemoryPlan& memory_plan() const { return plan_; }
   int64_t num_kv_blocks() const { return kv_.shape().num_blocks; }
-  int64_t block_size() const { return kv_.shape().block_size; }
+  // Tokens per block of the engine's block tables (a DCP rank's own blocks hold fewer).
+  int64_t block_size() const { return opts_.block_size; }
   int64_t max_model_len() const { return max_model_len_; }
   size_t num_graphs() const { return graphs_.size(); }
   cudaStream_t stream() const { return stream_; }
@@ -141,7 +146,8 @@ class CudaDenseModel {
   Status probe_sampling();
   Status validate(const ForwardBatch& b) const;
   // Copies the batch's metadata (padded to `shape`) into the fixed device buffer.
-  Status stage(const ForwardBatch& b, const StepShape& shape);
+  // causal_lens: per token (PagedAttentionParams::causal_lens), or null.
+  Status stage(const ForwardBatch& b, const StepShape& shape, const std::vector<int32_t>* causal_lens);
   Status enqueue_step(const StepShape& s);
   Status run(const ForwardBatch& b, bool use_graphs);
 
@@ -154,6 +160,10 @@ class CudaDenseModel {
   MemoryPlan plan_;
   DeviceWeights w_;
   DeviceKVCache kv_;
+  RankKVPlacement placement_;   // which tokens' K/V this rank keeps (all of them unless DCP/KVP)
+  AttentionExchange exchange_;  // DCP/KVP partial-state exchange; inactive otherwise
+  ForwardBatch local_;          // the step as this rank runs it (placement_.localize)
+  std::vector<int32_t> causal_lens_;
   cudaStream_t stream_ = nullptr;
   BlasContext blas_{};
   DeviceBuffer blas_ws_, attn_ws_, act_, meta_, inv_freq_;
@@ -170,7 +180,7 @@ class CudaDenseModel {
     float *head_part, *head_all;  // vocab-split LM head: this rank's columns, every rank's
   } a_{};
   struct {
-    size_t ids, positions, slots, q_begin, context_lens, logit_rows, block_tables, end;
+    size_t ids, positions, slots, q_begin, context_lens, logit_rows, block_tables, causal_lens, end;
   } m_{};
   DecodeGraphs graphs_;
 };

@@ -36,6 +36,7 @@ struct KernelParams {
   int32_t num_q_heads, num_kv_heads, group;
   float scale_log2;  // scale · log2(e): scores live in the exp2 domain
   bool causal;
+  const int32_t* causal_lens;  // PagedAttentionParams::causal_lens
   int32_t num_splits;
   int64_t partition;   // keys per split (a multiple of kBlockN); huge when num_splits == 1
   // Automatic decode splits: each block sizes its partition from its own row's visible keys
@@ -134,8 +135,12 @@ __global__ void __launch_bounds__(32 * WM * WN) paged_attention_kernel(const Ker
   if (r0 >= rows) return;
   const int64_t ctx = p.context_lens[seq];
   const int64_t qpos0 = ctx - nq;  // position of the sequence's first query token
+  // Keys [0, q_end(r)) are visible to row r (causal): its position + 1, or causal_lens.
+  auto q_end = [&](int64_t r) -> int64_t {
+    return p.causal_lens ? p.causal_lens[qb + min(r / G, nq - 1)] : qpos0 + r / G + 1;
+  };
   const int64_t r_last = min(r0 + BM, rows) - 1;
-  const int64_t kv_end = p.causal ? min(ctx, qpos0 + r_last / G + 1) : ctx;
+  const int64_t kv_end = p.causal ? min(ctx, q_end(r_last)) : ctx;
   const int64_t part =
       p.split_by_context ? ((kv_end + p.num_splits - 1) / p.num_splits + kBlockN - 1) / kBlockN * kBlockN : p.partition;
   const int64_t kv_lo = static_cast<int64_t>(split) * part;
@@ -144,8 +149,7 @@ __global__ void __launch_bounds__(32 * WM * WN) paged_attention_kernel(const Ker
   const int32_t* btab = p.block_tables + seq * p.block_table_stride;
   // Key positions as 32-bit ints in the loop (registers are the prefill kernel's limit).
   const int kv_lo32 = static_cast<int>(kv_lo), kv_hi32 = static_cast<int>(kv_hi);
-  const int min_qpos32 =
-      static_cast<int>(qpos0 + r0 / G);  // tiles ending at or before it need no causal mask
+  const int min_qpos32 = static_cast<int>(q_end(r0) - 1);  // tiles ending at or before it: no causal mask
 
   auto load_kv = [&](int tile, int stage) {
     const int64_t k0 = kv_lo + static_cast<int64_t>(tile) * kBlockN;
@@ -184,7 +188,7 @@ __global__ void __launch_bounds__(32 * WM * WN) paged_attention_kernel(const Ker
     for (int i = 0; i < 2; ++i) {
       m_run[mt][i] = -INFINITY;
       l_run[mt][i] = 0.0f;
-      qpos_row[mt][i] = static_cast<int>(qpos0 + (r0 + lr0[mt] + 8 * i) / G);
+      qpos_row[mt][i] = static_cast<int>(q_end(r0 + lr0[mt] + 8 * i) - 1);
     }
   }
 
@@ -718,6 +722,7 @@ cudaError_t paged_attention(const PagedAttentionParams& p, int64_t total_q, cuda
   kp.partition = pl.partition;
   kp.split_by_context = pl.split_by_context && pl.num_splits > 1;
   kp.total_rows = total_q * p.num_q_heads;
+  kp.causal_lens = p.causal ? p.causal_lens : nullptr;
   if (pl.num_splits > 1) {
     const size_t need = paged_attention_workspace_bytes(p, total_q);
     if (!p.workspace || p.workspace_bytes < need)
@@ -730,7 +735,7 @@ cudaError_t paged_attention(const PagedAttentionParams& p, int64_t total_q, cuda
     kp.ws_lse = reinterpret_cast<float*>(static_cast<unsigned char*>(p.workspace) + o_bytes);
   }
   // Hopper: prefill runs on the wgmma kernel (paged_prefill_sm90.h) where it is eligible.
-  if (!pl.decode && paged_prefill_sm90_eligible(p, pl.num_splits > 1))
+  if (!pl.decode && !kp.causal_lens && paged_prefill_sm90_eligible(p, pl.num_splits > 1))
     return paged_prefill_sm90(p, total_q, stream);
   const int ns = static_cast<int>(p.num_seqs), hkv = static_cast<int>(p.num_kv_heads);
   cudaError_t e = cudaSuccess;

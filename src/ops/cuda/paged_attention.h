@@ -50,6 +50,10 @@ struct PagedAttentionParams {
   // Query i of sequence s sits at position context_lens[s] − num_q(s) + i; the key at
   // position p is visible iff p ≤ that position. causal = false: every key is visible.
   bool causal = true;
+  // Device [total_q], optional: query i sees keys 0..causal_lens[i]−1 instead (causal only),
+  // non-decreasing within a sequence — a rank's share of a sequence's keys (DCP, KVP), whose
+  // key indices are not positions. Runs on the portable kernel.
+  const int32_t* causal_lens = nullptr;
   // Flash-decoding: keys per partition (rounded up to a multiple of 64). 0 = automatic
   // (decode: partitions that put 256 / head_dim blocks on every SM, docs/cuda.md; prefill:
   // split only when the work items are fewer than ~2 waves of the GPU); > 0 forces it,
