@@ -34,7 +34,7 @@ size_t take(size_t& off, size_t bytes) {
 
 CudaDenseModel::CudaDenseModel(const ModelConfig& cfg, const CudaModelOptions& opts, const CudaRankSpec& spec,
                                const RankShape& rs)
-    : cfg_(cfg), opts_(opts), spec_(spec), rs_(rs) {}
+    : cfg_(cfg), opts_(opts), spec_(spec), rs_(rs), placement_(spec.layout, spec.rank, opts.block_size) {}
 
 CudaDenseModel::~CudaDenseModel() {
   graphs_.clear();
@@ -91,14 +91,14 @@ namespace {
 Status check_rank_spec(const ModelConfig& cfg, const CudaModelOptions& opts, const CudaRankSpec& spec) {
   const ParallelLayout& layout = spec.layout;
   const ParallelConfig& pc = layout.config();
-  if (pc.cp > 1 || pc.helix || pc.ep > 1)
-    return invalid_argument("the GPU model runs --tp, --pp, --dcp and --kvp layouts so far; " +
-                            layout.to_string() + (pc.helix ? " --helix" : "") +
-                            (pc.ep > 1 ? " --ep " + std::to_string(pc.ep) : "") + " needs " +
-                            (pc.cp > 1  ? "ring attention (--cp)"
-                             : pc.helix ? "the Helix exchange"
-                                        : "expert parallelism") +
+  if (pc.helix || pc.ep > 1)
+    return invalid_argument("the GPU model runs --tp, --pp, --cp, --dcp and --kvp layouts so far; " +
+                            layout.to_string() + (pc.helix ? " --helix" : " --ep " + std::to_string(pc.ep)) +
+                            " needs " + (pc.helix ? "the Helix exchange" : "expert parallelism") +
                             " across ranks (CPU only)");
+  if (pc.cp > 1 && (pc.dcp > 1 || pc.kvp > 1))
+    return invalid_argument("the GPU model does not combine --cp with --dcp or --kvp yet (" +
+                            layout.to_string() + "; the CPU does)");
   if (layout.dims().num_heads != cfg.num_heads || layout.dims().num_kv_heads != cfg.num_kv_heads ||
       layout.dims().num_layers != cfg.num_layers)
     return invalid_argument("CudaDenseModel: the layout (" + layout.to_string() +
@@ -111,19 +111,24 @@ Status check_rank_spec(const ModelConfig& cfg, const CudaModelOptions& opts, con
                             std::to_string(layout.world_size()));
   // The token placement (ParallelLayout's) is in blocks of the layout's block size; the
   // rank's cache in the engine's (rank_kv_placement.h).
-  if ((pc.dcp > 1 || pc.kvp > 1) && pc.block_size != opts.block_size)
+  if ((pc.dcp > 1 || pc.kvp > 1 || pc.cp > 1) && pc.block_size != opts.block_size)
     return invalid_argument("the layout's block size " + std::to_string(pc.block_size) +
                             " differs from --block-size " + std::to_string(opts.block_size) +
-                            " (DCP and KVP place tokens in blocks)");
+                            " (CP, DCP and KVP place tokens in blocks)");
+  if (pc.cp > 1 && opts.block_size % pc.cp != 0)
+    return invalid_argument("--cp " + std::to_string(pc.cp) + " must divide --block-size " +
+                            std::to_string(opts.block_size) +
+                            " on the GPU (CP rank p mod cp keeps the K/V of position p)");
   if (pc.dcp > 1 && pc.dcp_interleave == 1 && opts.block_size % pc.dcp != 0)
     return invalid_argument(
         "--dcp " + std::to_string(pc.dcp) + " with --dcp-interleave 1 must divide --block-size " +
         std::to_string(opts.block_size) + " on the GPU (each block's tokens are split over the DCP ranks)");
   if (layout.world_size() > 1) {
     if (!spec.comms || (pc.tp > 1 && !spec.comms->tp) || (pc.pp > 1 && !spec.comms->pp) ||
-        (pc.dcp > 1 && !spec.comms->dcp) || (pc.kvp > 1 && !spec.comms->kvp))
+        (pc.dcp > 1 && !spec.comms->dcp) || (pc.kvp > 1 && !spec.comms->kvp) ||
+        (pc.cp > 1 && !spec.comms->cp))
       return invalid_argument("CudaDenseModel rank " + std::to_string(spec.rank) + " of " +
-                              layout.to_string() + ": no communicator for its TP, PP, DCP or KVP group");
+                              layout.to_string() + ": no communicator for its TP, PP, CP, DCP or KVP group");
     if (!opts.stream)
       return invalid_argument(
           "CudaDenseModel: a rank runs on the stream its communicators are ordered on; set "
@@ -149,7 +154,6 @@ Result<std::unique_ptr<CudaDenseModel>> CudaDenseModel::create(const ModelConfig
         check_weights_fit(total, used0, opts.gpu_memory_utilization, device_weight_bytes(cfg, rs)));
   LONGCTX_ASSIGN_OR_RETURN(DeviceWeights dw, upload_dense_weights(cfg, w, rs));
   std::unique_ptr<CudaDenseModel> m(new CudaDenseModel(cfg, opts, spec, rs));
-  m->placement_ = RankKVPlacement(spec.layout, spec.rank, opts.block_size);
   LONGCTX_RETURN_IF_ERROR(m->init(std::move(dw), used0));
   return m;
 }
@@ -300,8 +304,16 @@ Status CudaDenseModel::allocate_workspaces() {
   LONGCTX_ASSIGN_OR_RETURN(sampled_logprobs_, DeviceBuffer::allocate(r * 4, "sampled logprobs"));
   const size_t ws = std::max<size_t>(sample_workspace_bytes(r, cfg_.vocab_size), 256);
   LONGCTX_ASSIGN_OR_RETURN(sample_ws_, DeviceBuffer::allocate(ws, "the sampling workspace"));
-  if (placement_.shards_keys()) {
-    const ParallelConfig& pc = spec_.layout.config();
+  const ParallelConfig& pc = spec_.layout.config();
+  if (pc.cp > 1) {
+    ContextParallelDims cd;
+    cd.max_tokens = t, cd.max_seqs = s, cd.max_rows = r;
+    cd.max_blocks_per_seq = std::max(max_blocks_per_seq_, (t + bs - 1) / bs + 1);
+    cd.num_q_heads = rs_.num_q_heads, cd.num_kv_heads = rs_.num_kv_heads, cd.head_dim = d;
+    cd.vocab = cfg_.vocab_size;
+    LONGCTX_ASSIGN_OR_RETURN(
+        cp_, ContextParallelStep::create(cd, spec_.layout, spec_.rank, spec_.comms->cp.get(), stream_));
+  } else if (placement_.shards_keys()) {
     LONGCTX_ASSIGN_OR_RETURN(
         exchange_,
         AttentionExchange::create({t, rs_.num_q_heads, d}, pc.dcp > 1 ? spec_.comms->dcp.get() : nullptr,
@@ -478,43 +490,52 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
     rp.rotary_dim = cfg_.rotary_dim();
     rp.positions = pos;
     rp.inv_freq = inv_freq_.as<double>();
-    rp.slots = slots;
+    rp.slots = cp_.active() ? nullptr : slots;
     rp.k_cache = kv_.k(l);
     rp.v_cache = kv_.v(l);
+    if (cp_.active()) rp.k_out = a_.qkv + qw;  // CP: k rotated in place, written by its owner below
     LONGCTX_CUDA_OK(rope_kv_write(rp, stream_), "rope + KV write");
-
-    // DCP/KVP: attention over this rank's keys only, with the DCP group's queries, into
-    // partial states that the exchange merges into a_.attn.
-    const __nv_bfloat16* qa = a_.qkv;
-    int64_t qa_stride = qkvw;
-    if (exchange_.active())
-      LONGCTX_RETURN_IF_ERROR(exchange_.gather_queries(a_.qkv, qkvw, t, &qa, &qa_stride));
-    PagedAttentionParams ap;
-    ap.q = qa;
-    ap.q_stride = qa_stride;
-    ap.out = exchange_.active() ? exchange_.partial_out() : a_.attn;
-    ap.lse = exchange_.active() ? exchange_.partial_lse() : nullptr;
-    ap.causal_lens = placement_.shards_keys() ? meta_.as<int32_t>(m_.causal_lens) : nullptr;
-    ap.k_cache = kv_.k(l);
-    ap.v_cache = kv_.v(l);
-    ap.block_size = kv_.shape().block_size;
-    ap.num_seqs = s.seqs;
-    ap.q_begin = meta_.as<int64_t>(m_.q_begin);
-    ap.context_lens = meta_.as<int64_t>(m_.context_lens);
-    ap.block_tables = meta_.as<int32_t>(m_.block_tables);
-    ap.block_table_stride = s.table_stride;
-    ap.max_num_q = s.max_num_q;
-    ap.max_context_len = s.max_context_len;
-    ap.num_q_heads = exchange_.active() ? exchange_.num_attended_heads() : hq;
-    ap.num_kv_heads = hkv, ap.head_dim = d;
-    ap.workspace = attn_ws_.get();
-    ap.workspace_bytes = attn_ws_.bytes();
-    if (paged_attention_workspace_bytes(ap, t) > attn_ws_.bytes())
-      return internal_error("attention workspace of " + std::to_string(attn_ws_.bytes()) +
-                            " bytes is too small: " + std::to_string(paged_attention_workspace_bytes(ap, t)) +
-                            " needed");
-    LONGCTX_CUDA_OK(paged_attention(ap, t, stream_), "paged attention");
-    if (exchange_.active()) LONGCTX_RETURN_IF_ERROR(exchange_.merge(t, a_.attn));
+    if (cp_.active()) {
+      // CP: the K/V of the group's new tokens to the ranks that keep them, and attention of
+      // this rank's queries over every member's keys (context_parallel.h).
+      LONGCTX_RETURN_IF_ERROR(cp_.write_kv(a_.qkv + qw, qkvw, kvw, inv_freq_.as<double>(), cfg_.rotary_dim(),
+                                           kv_.k(l), kv_.v(l), kv_.shape().block_size));
+      LONGCTX_RETURN_IF_ERROR(cp_.attend(a_.qkv, qkvw, kv_.k(l), kv_.v(l), kv_.shape().block_size,
+                                         attn_ws_.get(), attn_ws_.bytes(), a_.attn));
+    } else {
+      // DCP/KVP: attention over this rank's keys only, with the DCP group's queries, into
+      // partial states that the exchange merges into a_.attn.
+      const __nv_bfloat16* qa = a_.qkv;
+      int64_t qa_stride = qkvw;
+      if (exchange_.active())
+        LONGCTX_RETURN_IF_ERROR(exchange_.gather_queries(a_.qkv, qkvw, t, &qa, &qa_stride));
+      PagedAttentionParams ap;
+      ap.num_seqs = s.seqs;
+      ap.q = qa;
+      ap.q_stride = qa_stride;
+      ap.out = exchange_.active() ? exchange_.partial_out() : a_.attn;
+      ap.lse = exchange_.active() ? exchange_.partial_lse() : nullptr;
+      ap.causal_lens = placement_.shards_keys() ? meta_.as<int32_t>(m_.causal_lens) : nullptr;
+      ap.k_cache = kv_.k(l);
+      ap.v_cache = kv_.v(l);
+      ap.block_size = kv_.shape().block_size;
+      ap.q_begin = meta_.as<int64_t>(m_.q_begin);
+      ap.context_lens = meta_.as<int64_t>(m_.context_lens);
+      ap.block_tables = meta_.as<int32_t>(m_.block_tables);
+      ap.block_table_stride = s.table_stride;
+      ap.max_num_q = s.max_num_q;
+      ap.max_context_len = s.max_context_len;
+      ap.num_q_heads = exchange_.active() ? exchange_.num_attended_heads() : hq;
+      ap.num_kv_heads = hkv, ap.head_dim = d;
+      ap.workspace = attn_ws_.get();
+      ap.workspace_bytes = attn_ws_.bytes();
+      if (paged_attention_workspace_bytes(ap, t) > attn_ws_.bytes())
+        return internal_error(
+            "attention workspace of " + std::to_string(attn_ws_.bytes()) +
+            " bytes is too small: " + std::to_string(paged_attention_workspace_bytes(ap, t)) + " needed");
+      LONGCTX_CUDA_OK(paged_attention(ap, t, stream_), "paged attention");
+      if (exchange_.active()) LONGCTX_RETURN_IF_ERROR(exchange_.merge(t, a_.attn));
+    }
     LONGCTX_RETURN_IF_ERROR(gemm(a_.attn, lw.o_proj, lead ? lw.o_bias : nullptr, a_.residual, DType::kF32, t,
                                  h, qw, lead, "o_proj"));
     if (tp) tp->all_reduce_sum(a_.residual, t * h);
@@ -554,16 +575,21 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
                                         cudaMemcpyDeviceToDevice, stream_),
                       "laying out the gathered logits");
   }
-  LONGCTX_CUDA_OK(argmax(a_.logits, r, cfg_.vocab_size, a_.argmax, stream_), "argmax");
+  // CP: every requested row, from the rank that computed it, in the batch's order.
+  if (cp_.active()) LONGCTX_RETURN_IF_ERROR(cp_.gather_logits(a_.logits));
+  const int64_t rows = cp_.active() ? cp_.num_logit_rows() : r;
+  LONGCTX_CUDA_OK(argmax(a_.logits, rows, cfg_.vocab_size, a_.argmax, stream_), "argmax");
   return Status::ok();
 }
 
 Status CudaDenseModel::run(const ForwardBatch& global, bool use_graphs) {
   LONGCTX_RETURN_IF_ERROR(validate(global));
-  // DCP/KVP: the rank's own slots, key counts, block tables and causal lengths.
-  const bool local = placement_.shards_keys();
+  // DCP/KVP: the rank's own slots, key counts, block tables and causal lengths. CP: the
+  // rank's share of the tokens (its attention metadata is the ContextParallelStep's).
+  const bool local = placement_.shards_keys() && !cp_.active();
   if (local) placement_.localize(global, local_, causal_lens_);
-  const ForwardBatch& b = local ? local_ : global;
+  if (cp_.active()) LONGCTX_RETURN_IF_ERROR(cp_.plan(global, placement_, local_));
+  const ForwardBatch& b = local || cp_.active() ? local_ : global;
   const int64_t t = b.num_tokens(), ns = b.num_seqs();
   StepShape s;
   s.tokens = t, s.seqs = ns, s.logit_rows = static_cast<int64_t>(b.logit_rows.size());
@@ -575,7 +601,7 @@ Status CudaDenseModel::run(const ForwardBatch& global, bool use_graphs) {
   // A decode step (one new token per sequence, each with its logit row in order) is sized by
   // buckets, eager or replayed, so both run the same kernels with the same grids.
   // (Not for a rank's share of the keys: its tables are in its own blocks, and it runs eager.)
-  bool decode = !local && ns > 0 && t == ns && s.logit_rows == ns;
+  bool decode = !placement_.shards_keys() && ns > 0 && t == ns && s.logit_rows == ns;
   for (int64_t i = 0; decode && i < ns; ++i) decode = b.logit_rows[static_cast<size_t>(i)] == i;
   const int64_t bs = kv_.shape().block_size;
   if (decode) {
@@ -589,7 +615,7 @@ Status CudaDenseModel::run(const ForwardBatch& global, bool use_graphs) {
   if (graph) s.tokens = s.seqs = s.logit_rows = bucket;
   try {
     LONGCTX_RETURN_IF_ERROR(stage(b, s, local ? &causal_lens_ : nullptr));
-    if (t == 0) return Status::ok();
+    if (global.num_tokens() == 0) return Status::ok();  // (a CP rank may have none of a step's tokens)
     if (graph) {
       LONGCTX_RETURN_IF_ERROR(
           graphs_.launch({bucket, s.max_context_len}, stream_, [&] { return enqueue_step(s); }));

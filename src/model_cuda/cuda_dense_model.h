@@ -8,19 +8,19 @@
 // Numerics: bf16 weights and GEMM inputs, fp32 accumulation, an fp32 residual stream (as
 // the CPU backend), bf16 activations between the ops, fp32 logits.
 //
-// Ranks (create with a CudaRankSpec): one rank of a ParallelLayout — TP, PP, DCP and KVP (not
-// CP, Helix, EP yet) — the semantics of ShardedDenseModel (model/sharded_dense_model.h). The rank holds its
-// q/k/v heads (kv heads replicated when tp > Hkv), their o_proj columns, its gate/up rows and down columns,
-// its stage's layers (and their KV cache only); o_proj's and down's partial products are summed over the TP
-// group (fp32 all-reduce of the residual: rank 0 adds its product and the bias to the residual, the others
-// their product alone, so the sum is residual + Σ partials); the fp32 residual goes stage to stage by
-// send/recv; the last stage runs the LM head, split over the vocabulary and all-gathered when tp divides it.
-// DCP and KVP: the rank keeps only its tokens' K/V (rank_kv_placement.h says where, in the
-// engine's global block ids), attends over them and exchanges the partial states with its
-// DCP and KVP groups (attention_exchange.h).
-// Every rank runs the same ForwardBatch in lockstep; only the last stage returns logits
-// or tokens (the others return empty results). Multi-rank steps run eager (no CUDA graphs:
-// the device-staged communicator synchronizes on the host).
+// Ranks (create with a CudaRankSpec): one rank of a ParallelLayout — TP, PP, CP, DCP and KVP
+// (not CP with DCP/KVP, Helix, EP yet) — the semantics of ShardedDenseModel (model/sharded_dense_model.h).
+// The rank holds its q/k/v heads (kv heads replicated when tp > Hkv), their o_proj columns, its gate/up rows
+// and down columns, its stage's layers (and their KV cache only); o_proj's and down's partial products are
+// summed over the TP group (fp32 all-reduce of the residual: rank 0 adds its product and the bias to the
+// residual, the others their product alone, so the sum is residual + Σ partials); the fp32 residual goes
+// stage to stage by send/recv; the last stage runs the LM head, split over the vocabulary and all-gathered
+// when tp divides it. DCP and KVP: the rank keeps only its tokens' K/V (rank_kv_placement.h says where, in
+// the engine's global block ids), attends over them and exchanges the partial states with its DCP and KVP
+// groups (attention_exchange.h). CP: the rank runs its share of each step's tokens, keeps the K/V of
+// positions p mod cp and attends with the group (context_parallel.h). Every rank runs the same ForwardBatch
+// in lockstep; only the last stage returns logits or tokens (the others return empty results). Multi-rank
+// steps run eager (no CUDA graphs: the device-staged communicator synchronizes on the host).
 //
 // Not thread-safe: one thread owns the model and its stream (STYLE.md §18).
 #pragma once
@@ -39,6 +39,7 @@
 #include "model/dense_weights.h"
 #include "model/forward_batch.h"
 #include "model_cuda/attention_exchange.h"
+#include "model_cuda/context_parallel.h"
 #include "model_cuda/decode_graphs.h"
 #include "model_cuda/device_buffer.h"
 #include "model_cuda/device_kv_cache.h"
@@ -81,7 +82,7 @@ class CudaDenseModel {
   static Result<std::unique_ptr<CudaDenseModel>> create(const ModelConfig& cfg, const DenseWeights& w,
                                                         const CudaModelOptions& opts);
   // This rank's share of the host weights (the full model's), under spec.layout (built with
-  // ShardedDenseModel::layout_dims(cfg)); TP, PP, DCP and KVP; other splits are refused.
+  // ShardedDenseModel::layout_dims(cfg)); TP, PP, CP, DCP and KVP; other splits are refused.
   static Result<std::unique_ptr<CudaDenseModel>> create(const ModelConfig& cfg, const DenseWeights& w,
                                                         const CudaModelOptions& opts,
                                                         const CudaRankSpec& spec);
@@ -162,6 +163,7 @@ class CudaDenseModel {
   DeviceKVCache kv_;
   RankKVPlacement placement_;   // which tokens' K/V this rank keeps (all of them unless DCP/KVP)
   AttentionExchange exchange_;  // DCP/KVP partial-state exchange; inactive otherwise
+  ContextParallelStep cp_;      // CP: the token split, K/V placement and attention; inactive otherwise
   ForwardBatch local_;          // the step as this rank runs it (placement_.localize)
   std::vector<int32_t> causal_lens_;
   cudaStream_t stream_ = nullptr;

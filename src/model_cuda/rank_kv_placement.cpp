@@ -10,6 +10,9 @@ RankKVPlacement::RankKVPlacement(const ParallelLayout& layout, int rank, int64_t
   const RankCoords c = layout.coords(rank);
   dcp_ = pc.dcp, dcp_rank_ = c.dcp, kvp_ = pc.kvp, kvp_rank_ = c.kvp;
   interleave_ = pc.dcp_interleave, shard_ = pc.kvp_shard_tokens;
+  // CP (alone: the GPU model does not combine it with DCP or KVP yet) keeps position p on CP
+  // rank p mod cp, as DCP with interleave 1 does over its group (context_parallel.h).
+  if (pc.cp > 1) dcp_ = pc.cp, dcp_rank_ = c.cp, interleave_ = 1;
   if (dcp_ > 1 && interleave_ == 1) cache_bs_ = bs_ / dcp_;
 }
 

@@ -12,6 +12,7 @@
 //  - KVP, and DCP with an interleave of whole blocks: every global block lies on one rank,
 //    which keeps it whole (bs slots); the rank's cache is as large as the engine's pool and
 //    only its blocks are written (a limitation: docs/cuda.md, "Layouts on the GPU").
+//  - CP (context_parallel.h): position p on CP rank p mod cp, placed as DCP with interleave 1.
 // A rank's keys of a sequence are its tokens in position order, key j at entry j / cache_bs
 // of its local block table (the owned entries of the global one) — what paged attention
 // reads, with `causal_lens` masking by position since key indices are not positions.
@@ -27,12 +28,11 @@ namespace longctx::cuda {
 
 class RankKVPlacement {
  public:
-  RankKVPlacement() = default;  // one rank holding every token
   // The layout has been validated (CudaDenseModel's check_rank_spec: dcp divides block_size
   // when the interleave is 1).
   RankKVPlacement(const ParallelLayout& layout, int rank, int64_t block_size);
 
-  // Whether the rank holds only a share of the tokens (dcp > 1 or kvp > 1).
+  // Whether the rank holds only a share of the tokens (dcp, kvp or cp > 1).
   bool shards_keys() const { return dcp_ > 1 || kvp_ > 1; }
   // Slots per global block id in this rank's cache.
   int64_t cache_block_size() const { return cache_bs_; }

@@ -109,7 +109,9 @@ INSTANTIATE_TEST_SUITE_P(
     Shapes, PagedAttentionCausalLens,
     ::testing::Values(
         // A whole prompt of 2·ctx + 1 tokens on DCP member 1 of 2 (its first query sees nothing).
-        LensCase{"PrefillDcp2D128", 8, 1, 128, 8, {300, 77}, {601, 155}},
+        // (Block 16, keys ≤ 256: without causal_lens the Hopper kernel would take this one.)
+        LensCase{"PrefillDcp2D128", 8, 1, 128, 16, {250, 77}, {501, 155}},
+        LensCase{"PrefillSplitDcp2D128", 8, 1, 128, 8, {300, 77}, {601, 155}},
         LensCase{"PrefillDcp2D64", 8, 1, 64, 8, {150}, {301}},
         LensCase{"PrefillDcp4D32Block4", 8, 2, 32, 4, {90, 33}, {361, 133}, 4},
         // A chunk over a prefix, and a forced key split (several partitions merged).

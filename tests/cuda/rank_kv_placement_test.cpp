@@ -94,9 +94,10 @@ TEST(RankKVPlacement, MatchesTheLayoutsTokenPlacement) {
             const int64_t j = visible - 1;
             EXPECT_EQ(slot, int64_t{tab[j / cbs]} * cbs + j % cbs) << name << " pos " << pos;
             EXPECT_LT(slot, 2001 * cbs);
-            if (rc.tp % c.dcp == rc.dcp && rc.tp < c.dcp)  // one rank per (dcp, kvp) coordinate
+            if (rc.tp < c.dcp) {  // one rank per (dcp, kvp) coordinate
               EXPECT_TRUE(all_slots.insert(slot + (int64_t{rc.kvp} * c.dcp + rc.dcp) * 2001 * cbs).second)
                   << name << " slot " << slot << " used twice";
+            }
           }
         }
       }

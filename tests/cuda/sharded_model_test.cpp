@@ -1,4 +1,4 @@
-// The GPU dense model over ranks (TP, PP, DCP, KVP; CudaRankSpec): every rank a thread of this
+// The GPU dense model over ranks (TP, PP, CP, DCP, KVP; CudaRankSpec): every rank a thread of this
 // process, against the single-rank CudaDenseModel on the same bf16 weights — logits within
 // a stated band, and greedy decoding (prefill whole or chunked, then decode steps) giving
 // the single-rank tokens. Bad layouts give the CPU's (ShardedDenseModel's) errors.
@@ -55,13 +55,18 @@ using namespace cuda::test;  // cuda/fixture_model.h
 // GPU-vs-CPU one (2.5e-2 / 1.5e-2, which is every activation's bf16 rounding). Measured on
 // an H100 (2026-11-23), worst over the three fixtures: tp2 / tp4 / tp2 x pp2 max 3.8e-3,
 // rms 3.9e-3; pp2 alone exactly 0 (the same kernels on the same shapes, the fp32 residual
-// sent as is), which the test demands. DCP and KVP add one bf16 rounding of each partial
-// attention output and of each merge (attention_exchange.h): kExchange*Bound, measured in
-// docs/cuda.md, "Layouts on the GPU".
+// sent as is), which the test demands. CP, DCP and KVP round every attention output to bf16
+// twice more (each rank's partial output, then the merge: attention_exchange.h,
+// context_parallel.h), which these random 2-layer models amplify about as much as the GPU-vs-CPU
+// difference: H100 (2026-11-23), worst over the three fixtures and 8 layouts, max 2.2e-2, rms
+// 1.8e-2 — hence kExchange*Bound; the same error pattern for DCP and CP (both keep positions
+// p mod 2 apart), so it is the rounding, not a placement. Greedy tokens under these layouts may
+// then differ where the reference's two tokens are a near-tie: within 2 · kExchangeMaxBound ·
+// max|logit| of each other (2 such steps in that run, the same in every layout); anything else fails.
 constexpr double kMaxBound = 1e-2;
 constexpr double kRmsBound = 1e-2;
-constexpr double kExchangeMaxBound = 2e-2;
-constexpr double kExchangeRmsBound = 1.5e-2;
+constexpr double kExchangeMaxBound = 3e-2;
+constexpr double kExchangeRmsBound = 2.5e-2;
 constexpr int kDecodeSteps = 8;
 // Chunked prefill: tokens per sequence per step — not a multiple of the block size (16), so
 // chunks start mid-block and a rank's share of a chunk's keys is uneven (DCP, KVP).
@@ -70,9 +75,10 @@ constexpr size_t kShortPrompt = 300;  // greedy decoding runs the prompts up to 
 
 // What one model (the reference, or one rank) produced. Empty off the last stage.
 struct Outputs {
-  std::vector<Tensor> prompt_logits;            // per prompt: the golden positions, one-shot prefill
-  std::vector<std::vector<int32_t>> tokens[2];  // [whole, chunked prefill] per prompt: argmax per step
-  std::vector<Tensor> step_logits[2];           // [whole, chunked] per step: every row
+  std::vector<Tensor> prompt_logits;                 // per prompt: the golden positions, one-shot prefill
+  std::vector<std::vector<int32_t>> tokens[2];       // [whole, chunked prefill] per prompt: argmax per step
+  std::vector<Tensor> step_logits[2];                // [whole, chunked] per step: every row
+  std::vector<std::vector<int32_t>> step_tokens[2];  // [whole, chunked] per step: every row's argmax
 };
 
 // The steps every model runs. Decoding feeds `forced` tokens (the reference's) when given,
@@ -108,6 +114,7 @@ Status run_steps(CudaDenseModel& m, const std::vector<Golden>& all,
       LONGCTX_ASSIGN_OR_RETURN(CudaDenseModel::RowsOut r, m.forward_rows(b, host_rows));
       if (!m.returns_logits()) return Status::ok();
       out.step_logits[mode].push_back(std::move(r.logits));
+      out.step_tokens[mode].push_back(r.tokens);
       for (size_t j = 0; j < who.size(); ++j) toks[who[j]].push_back(r.tokens[j]);
       return Status::ok();
     };
@@ -146,16 +153,17 @@ Status run_steps(CudaDenseModel& m, const std::vector<Golden>& all,
 }
 
 struct LayoutCase {
-  int tp, pp, dcp = 1, kvp = 1;
+  int tp, pp, dcp = 1, kvp = 1, cp = 1;
   int64_t dcp_interleave = 1, kvp_shard_tokens = 0;
   std::string name() const {
     std::string n = "tp" + std::to_string(tp) + "_pp" + std::to_string(pp);
     if (dcp > 1)
       n += "_dcp" + std::to_string(dcp) + (dcp_interleave > 1 ? "i" + std::to_string(dcp_interleave) : "");
     if (kvp > 1) n += "_kvp" + std::to_string(kvp) + "s" + std::to_string(kvp_shard_tokens);
+    if (cp > 1) n += "_cp" + std::to_string(cp);
     return n;
   }
-  bool exchange() const { return dcp > 1 || kvp > 1; }
+  bool exchange() const { return dcp > 1 || kvp > 1 || cp > 1; }
 };
 
 bool nccl_mode() {
@@ -264,7 +272,7 @@ void check_layouts(const std::string& name, const std::vector<LayoutCase>& cases
   const int gpus = device_count();
   for (const LayoutCase& lc : cases) {
     ParallelConfig pc;
-    pc.tp = lc.tp, pc.pp = lc.pp, pc.dcp = lc.dcp, pc.kvp = lc.kvp;
+    pc.tp = lc.tp, pc.pp = lc.pp, pc.dcp = lc.dcp, pc.kvp = lc.kvp, pc.cp = lc.cp;
     pc.dcp_interleave = lc.dcp_interleave, pc.kvp_shard_tokens = lc.kvp_shard_tokens;
     auto layout = ParallelLayout::create(pc, ShardedDenseModel::layout_dims(f.cfg));
     ASSERT_TRUE(layout.is_ok()) << lc.name() << ": " << layout.status().to_string();
@@ -277,6 +285,8 @@ void check_layouts(const std::string& name, const std::vector<LayoutCase>& cases
     const Status st = run_layout(f, *layout, goldens, ref, outs);
     ASSERT_TRUE(st.is_ok()) << lc.name() << ": " << st.to_string();
     double worst_max = 0, worst_rms = 0;
+    int near_ties = 0;  // on the first last-stage rank (the others hold the same logits)
+    const int64_t f_vocab = f.cfg.vocab_size;
     int last_stage_ranks = 0;
     const Outputs* first = nullptr;
     for (int r = 0; r < layout->world_size(); ++r) {
@@ -300,9 +310,35 @@ void check_layouts(const std::string& name, const std::vector<LayoutCase>& cases
           expect_close(o.step_logits[mode][s], ref.step_logits[mode][s],
                        what + (mode ? " chunked" : " whole") + " step " + std::to_string(s), worst_max,
                        worst_rms, lc.exchange());
-        EXPECT_EQ(o.tokens[mode], ref.tokens[mode]) << what << (mode ? " chunked prefill" : " whole prefill");
+        if (!lc.exchange()) {
+          EXPECT_EQ(o.tokens[mode], ref.tokens[mode])
+              << what << (mode ? " chunked prefill" : " whole prefill");
+          continue;
+        }
+        // Step by step (teacher-forced: a flip does not carry on): equal, or a near-tie.
+        ASSERT_EQ(o.step_tokens[mode].size(), ref.step_tokens[mode].size()) << what;
+        for (size_t k = 0; k < ref.step_tokens[mode].size(); ++k)
+          for (size_t j = 0; j < ref.step_tokens[mode][k].size(); ++j) {
+            const int32_t want = ref.step_tokens[mode][k][j], got = o.step_tokens[mode][k][j];
+            if (got == want) continue;
+            // Errors inside the band move each logit by at most kExchangeMaxBound · max|ref| of the
+            // step (relative_error's measure), so they can swap two tokens only this close.
+            const Tensor& L = ref.step_logits[mode][k];
+            const float* row = L.data<float>() + static_cast<int64_t>(j) * f_vocab;
+            double peak = 0;
+            for (int64_t v = 0; v < L.numel(); ++v)
+              peak = std::max(peak, std::fabs(double(L.data<float>()[v])));
+            const double gap = double(row[want]) - row[got];
+            if (gap <= 2 * kExchangeMaxBound * peak) {
+              if (!first) ++near_ties;
+              continue;
+            }
+            ADD_FAILURE() << what << (mode ? " chunked" : " whole") << " step " << k << " row " << j
+                          << ": token " << got << ", the reference's " << want << " by a logit gap of " << gap
+                          << " (peak " << peak << ")";
+          }
       }
-      // The TP (and KVP) ranks of the last stage hold the same gathered logits, bit for bit.
+      // The TP (and KVP, CP) ranks of the last stage hold the same gathered logits, bit for bit.
       if (!first) {
         first = &o;
       } else {
@@ -310,15 +346,18 @@ void check_layouts(const std::string& name, const std::vector<LayoutCase>& cases
           EXPECT_TRUE(same_bits(o.prompt_logits[i], first->prompt_logits[i])) << what << " prompt " << i;
       }
     }
-    EXPECT_EQ(last_stage_ranks, lc.tp * lc.kvp);
-    // Without TP nothing is summed in another order: the pipeline must be bitwise exact.
-    if (lc.tp == 1) {
+    EXPECT_EQ(last_stage_ranks, lc.tp * lc.kvp * lc.cp);
+    // Without TP (or an attention exchange) nothing is summed in another order: the pipeline
+    // must be bitwise exact.
+    if (lc.tp == 1 && !lc.exchange()) {
       EXPECT_EQ(worst_max, 0.0) << lc.name();
     }
-    std::printf("[ gpu ] %s %s: logits vs single rank max %.2e rms %.2e (bounds %.1e / %.1e); tokens %s\n",
-                name.c_str(), lc.name().c_str(), worst_max, worst_rms,
-                lc.exchange() ? kExchangeMaxBound : kMaxBound, lc.exchange() ? kExchangeRmsBound : kRmsBound,
-                ::testing::Test::HasFailure() ? "see failures" : "equal");
+    std::printf(
+        "[ gpu ] %s %s: logits vs single rank max %.2e rms %.2e (bounds %.1e / %.1e); tokens %s, %d near-tie "
+        "flips\n",
+        name.c_str(), lc.name().c_str(), worst_max, worst_rms, lc.exchange() ? kExchangeMaxBound : kMaxBound,
+        lc.exchange() ? kExchangeRmsBound : kRmsBound,
+        ::testing::Test::HasFailure() ? "see failures" : "equal", near_ties);
   }
 }
 
@@ -337,6 +376,15 @@ TEST_P(CudaShardedModelTest, DcpAndKvpMatchTheSingleRankModel) {
   tp_kvp.kvp_shard_tokens = 32;
   all.kvp_shard_tokens = 64;
   check_layouts(GetParam(), {dcp, dcp_blocks, kvp, tp_kvp, all});
+}
+
+// CP 2 alone, inside TP 2 and over 2 pipeline stages: the chunks of 13 tokens split zig-zag,
+// decodes round-robin (a rank with none of a step's tokens still takes part), the K/V kept by
+// position (context_parallel.h).
+TEST_P(CudaShardedModelTest, CpMatchesTheSingleRankModel) {
+  LayoutCase cp{1, 1}, tp_cp{2, 1}, cp_pp{1, 2};
+  cp.cp = tp_cp.cp = cp_pp.cp = 2;
+  check_layouts(GetParam(), {cp, tp_cp, cp_pp});
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaShardedModelTest,
@@ -396,23 +444,33 @@ TEST(CudaShardedModel, BadLayoutsGiveTheCpuErrors) {
     ASSERT_FALSE(gpu.is_ok());
     EXPECT_EQ(gpu.status().message(), cpu.status().message());
   }
-  // What the GPU does not run yet (the CPU does): CP, and a rank without a stream.
+  // What the GPU does not run yet (the CPU does): Helix, CP with DCP, and a rank without a stream.
   {
-    ParallelConfig cp;
-    cp.cp = 2;
-    auto l = ParallelLayout::create(cp, dims);
-    ASSERT_TRUE(l.is_ok());
+    ParallelConfig helix;
+    helix.helix = true, helix.kvp = 2, helix.kvp_shard_tokens = 16;
+    auto l = ParallelLayout::create(helix, dims);
+    ASSERT_TRUE(l.is_ok()) << l.status().to_string();
     auto gpu = CudaDenseModel::create(f.cfg, f.weights, o, CudaRankSpec{*l, 0, &comms});
     ASSERT_FALSE(gpu.is_ok());
-    EXPECT_NE(gpu.status().message().find("--tp, --pp, --dcp and --kvp layouts so far"), std::string::npos)
+    EXPECT_NE(gpu.status().message().find("--tp, --pp, --cp, --dcp and --kvp layouts so far"),
+              std::string::npos)
         << gpu.status().to_string();
-    EXPECT_NE(gpu.status().message().find("ring attention (--cp)"), std::string::npos)
+    EXPECT_NE(gpu.status().message().find("the Helix exchange"), std::string::npos)
         << gpu.status().to_string();
-    CudaModelOptions no_stream = test_options();
-    auto g2 = CudaDenseModel::create(f.cfg, f.weights, no_stream, CudaRankSpec{*layout, 0, &comms});
+    ParallelConfig cp_dcp;
+    cp_dcp.tp = 4, cp_dcp.dcp = 2, cp_dcp.cp = 2;
+    auto l2 = ParallelLayout::create(cp_dcp, dims);
+    ASSERT_TRUE(l2.is_ok()) << l2.status().to_string();
+    ASSERT_TRUE(ShardedDenseModel::shard(f.cfg, f.weights, *l2, 0).is_ok());
+    auto g2 = CudaDenseModel::create(f.cfg, f.weights, o, CudaRankSpec{*l2, 0, &comms});
     ASSERT_FALSE(g2.is_ok());
-    EXPECT_NE(g2.status().message().find("CudaModelOptions::stream"), std::string::npos)
+    EXPECT_NE(g2.status().message().find("does not combine --cp with --dcp or --kvp yet"), std::string::npos)
         << g2.status().to_string();
+    CudaModelOptions no_stream = test_options();
+    auto g3 = CudaDenseModel::create(f.cfg, f.weights, no_stream, CudaRankSpec{*layout, 0, &comms});
+    ASSERT_FALSE(g3.is_ok());
+    EXPECT_NE(g3.status().message().find("CudaModelOptions::stream"), std::string::npos)
+        << g3.status().to_string();
   }
 }
 
@@ -465,7 +523,7 @@ TEST(CudaShardedModel, BadDcpAndKvpLayouts) {
   no_dcp.dcp.reset();
   auto missing = CudaDenseModel::create(f.cfg, f.weights, o16, CudaRankSpec{*l16, 0, &no_dcp});
   ASSERT_FALSE(missing.is_ok());
-  EXPECT_NE(missing.status().message().find("no communicator for its TP, PP, DCP or KVP group"),
+  EXPECT_NE(missing.status().message().find("no communicator for its TP, PP, CP, DCP or KVP group"),
             std::string::npos)
       << missing.status().to_string();
 }
