@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU model over ranks (TP, PP, DCP, KVP; tests/cuda/sharded_model_test.cpp, docs/cuda.md
+# The GPU model over ranks (TP, PP, CP, DCP, KVP; tests/cuda/sharded_model_test.cpp, docs/cuda.md
 # "Layouts on the GPU") on a machine with NVIDIA GPUs:
 #   - always: every rank a thread on GPU 0 through the device-staged communicator
 #     (longctx_cuda_tests) with the DCP/KVP pieces (RankKVPlacement, paged attention with
@@ -53,7 +53,7 @@ if [ "$MODE" = all ] || [ "$MODE" = shared ]; then
   rc=$?
   grep -E "^\[  (FAILED|PASSED) |FAILED|Failure|\[ gpu \]|seed" "$OUT/layouts_shared.log" | head -60
   [ $rc -eq 0 ] || { echo "shared-GPU layout tests FAILED ($rc)"; status=1; }
-  echo "== memcheck (one fixture: tp2, tp4, pp2, tp2 x pp2, the DCP/KVP layouts; the communicator)"
+  echo "== memcheck (one fixture: tp2, tp4, pp2, tp2 x pp2, the CP/DCP/KVP layouts; the communicator)"
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   MC_FILTER=${MC_FILTER:-'Fixtures/CudaShardedModelTest.*/1:DeviceStagedCommunicator.*'}
   LD_LIBRARY_PATH=$LIBS timeout "$T_MEMCHECK" "$CS" --tool memcheck --error-exitcode 3 "$TESTS" \

@@ -315,7 +315,9 @@ void check_layouts(const std::string& name, const std::vector<LayoutCase>& cases
               << what << (mode ? " chunked prefill" : " whole prefill");
           continue;
         }
-        // Step by step (teacher-forced: a flip does not carry on): equal, or a near-tie.
+        // Step by step (teacher-forced: a flip does not carry on): equal, or a near-tie. For a
+        // correct argmax over logits inside the band every flip is such a near-tie, so this checks
+        // the tokens' path (CP's gathered rows, the argmax over them) and counts the flips.
         ASSERT_EQ(o.step_tokens[mode].size(), ref.step_tokens[mode].size()) << what;
         for (size_t k = 0; k < ref.step_tokens[mode].size(); ++k)
           for (size_t j = 0; j < ref.step_tokens[mode][k].size(); ++j) {
