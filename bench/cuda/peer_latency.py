@@ -132,4 +132,5 @@ def main():
     print(json.dumps(out))
 
 
-main()
+if __name__ == "__main__":  # bench/cuda/ttft_peer.py imports build()
+    main()

@@ -5,12 +5,16 @@
 //   out: ‖out − ref‖/‖ref‖ ≤ 1e-2 for EACH sequence (P is rounded to bf16 for P·V, out is bf16);
 //   lse: max |lse − ref| ≤ 2e-3; rows with no visible key exactly −inf.
 // Outputs start poisoned (NaN); cache slots outside every context are NaN and unused
-// block-table entries point at the NaN null block 0, so a read past a context shows.
+// block-table entries point at the NaN null block 0, so a read past a context shows. Blocks
+// are shuffled (every K/V tile by boxes of one block), and in BlocksInOrderLoadWholeTiles in
+// table order with gaps (whole-tile boxes where a tile's blocks are back to back).
 // Skipped on a device that is not compute capability 9.0 (the kernel does not run there).
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "cuda/paged_attention_harness.h"
 #include "ops/cuda/paged_prefill_sm90.h"
@@ -137,6 +141,59 @@ INSTANTIATE_TEST_SUITE_P(
         // Not causal: every key visible to every query.
         Sm90Case{"NonCausalChunks", 16, 4, 16, {600, 45}, {77, 45}, false}),
     [](const ::testing::TestParamInfo<Sm90Case>& i) { return i.param.name; });
+
+// Gives the batch's sequences blocks in table order (ids 1, 2, 3, …) with a few ids skipped,
+// as a fresh engine lays out a long prompt, and moves the cached K/V to the new slots: tiles
+// of 128 keys whose blocks are back to back are loaded as one box per column half; the tiles
+// around a skipped id (the skipped block is NaN) are not.
+void lay_blocks_in_order(PagedBatch& b, Rng& rng, int64_t spare_blocks) {
+  const PagedShape& c = b.shape;
+  const int64_t width = c.hkv * c.d, ns = static_cast<int64_t>(c.ctx.size());
+  std::vector<int32_t> tables(b.tables.size(), 0);
+  int32_t next = 1;
+  int64_t skipped = 0;
+  for (int64_t s = 0; s < ns; ++s)
+    for (int64_t blk = 0; blk < (c.ctx[s] + c.block_size - 1) / c.block_size; ++blk) {
+      if (blk > 0 && skipped < spare_blocks && rng.gen() % 23 == 0) ++next, ++skipped;
+      tables[s * b.stride + blk] = next++;
+    }
+  std::vector<uint16_t> kc(b.kc.size(), 0xffff), vc(b.vc.size(), 0xffff);
+  for (int64_t s = 0; s < ns; ++s)
+    for (int64_t pos = 0; pos < c.ctx[s]; ++pos) {
+      const int64_t from = b.slot(s, pos);
+      const int64_t to = tables[s * b.stride + pos / c.block_size] * c.block_size + pos % c.block_size;
+      std::copy_n(b.kc.begin() + from * width, width, kc.begin() + to * width);
+      std::copy_n(b.vc.begin() + from * width, width, vc.begin() + to * width);
+    }
+  b.tables = std::move(tables);
+  b.kc = std::move(kc);
+  b.vc = std::move(vc);
+}
+
+TEST(PrefillSm90, BlocksInOrderLoadWholeTiles) {
+  if (!device_is_sm90()) GTEST_SKIP() << "not a compute capability 9.0 device";
+  const Sm90Case cases[] = {Sm90Case{"Block16", 32, 8, 16, {1337, 700, 259}, {300, 700, 1}},
+                            Sm90Case{"Block32", 16, 4, 32, {1500, 640}, {333, 640}},
+                            Sm90Case{"Block64", 16, 4, 64, {1030, 300}, {513, 300}}};
+  for (const Sm90Case& c : cases) {
+    Rng rng;
+    SCOPED_TRACE(c.name + ", seed " + std::to_string(rng.seed));
+    PagedBatch b(c.shape(), kLayout, rng);
+    lay_blocks_in_order(b, rng, kLayout.spare_blocks);
+    std::vector<double> ref, ref_lse;
+    b.reference(ref, ref_lse);
+    DeviceBatch whole(b), dispatched(b), boxes(b);
+    LAUNCH_OK(paged_prefill_sm90(make_params(b, whole), b.total_q, nullptr));
+    expect_matches(b, whole, ref, ref_lse, "whole-tile boxes");
+    run_paged_attention(make_params(b, dispatched), b.total_q);
+    expect_matches(b, dispatched, ref, ref_lse, "paged_attention");
+    setenv("LONGCTX_ATTN_SM90_TILE_BOX", "0", 1);
+    const cudaError_t e = paged_prefill_sm90(make_params(b, boxes), b.total_q, nullptr);
+    unsetenv("LONGCTX_ATTN_SM90_TILE_BOX");
+    LAUNCH_OK(e);
+    expect_matches(b, boxes, ref, ref_lse, "LONGCTX_ATTN_SM90_TILE_BOX=0");
+  }
+}
 
 TEST(PrefillSm90, NotEligibleForDecodeOrOtherHeadDims) {
   PagedAttentionParams p;

@@ -4,8 +4,9 @@
 // three warpgroups:
 //   warpgroup 0, producer: Q by cp.async, then K and V tiles of 128 keys into 128B-swizzled
 //     shared memory, kStages deep. A whole tile of a cache whose block_size is a multiple of 16
-//     comes by TMA (one bulk tensor copy per 64-column half of each run of keys inside one
-//     cache block, issued by the lanes of warp 0, completing on the stage's "full" mbarrier);
+//     comes by TMA (one bulk tensor copy per 64-column half of the tile when its blocks lie back
+//     to back in the cache, else of each run of keys inside one cache block, issued by the lanes
+//     of warp 0, completing on the stage's "full" mbarrier);
 //     the tile holding the context's end (and every tile of other block sizes) by cp.async
 //     with zero fill past the context, so no cache slot outside it is ever read;
 //   warpgroups 1, 2, consumers (64 rows each): S = Q·Kᵀ by wgmma m64n128k16 (Q and K from
@@ -42,9 +43,11 @@ constexpr float kLn2 = 0.6931471805599453f;
 
 struct Sm90Params {
   // The K and V caches as 3-D tensors {head_dim, kv heads, slots}, boxes of {64, 1, box_rows}
-  // keys, 128B swizzle (valid when use_tma).
-  CUtensorMap tm_k, tm_v;
-  int32_t use_tma, box_rows;
+  // keys, 128B swizzle (valid when use_tma); tm_*_tile the same with boxes of a whole tile
+  // ({64, 1, kBN}) for tiles whose blocks lie back to back in the cache (valid when
+  // use_tile_box).
+  CUtensorMap tm_k, tm_v, tm_k_tile, tm_v_tile;
+  int32_t use_tma, box_rows, use_tile_box;
   const __nv_bfloat16* q;
   int64_t q_stride;
   __nv_bfloat16* out;
@@ -283,15 +286,24 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
       publish(bar);
     };
-    // A whole tile by TMA: lane i of warp 0 copies keys k0 + i·box_rows … (inside one cache block).
-    auto load_tma = [&](const CUtensorMap* map, uint32_t dst, uint32_t bar, int k0) {
+    // A whole tile by TMA, from the slot of each box_rows keys (`slot`, lane i of warp 0: keys
+    // k0 + i·box_rows …, inside one cache block). When the tile's blocks lie back to back in the
+    // cache (`whole`: a fresh sequence's blocks usually do), lane 0 copies it as one box per
+    // 64-column half: 2 bulk copies instead of 2·kBN/box_rows (16 for block size 16), which
+    // took the kernel from ~480 to ~630 TFLOP/s at the model's chunk shapes (H100,
+    // docs/cuda_prefill_notes.md v6): the many 2 KB boxes, not the bytes, limited the loads.
+    auto load_tma = [&](const CUtensorMap* map, const CUtensorMap* map_tile, uint32_t dst, uint32_t bar,
+                        int slot, bool whole) {
       if (tid >= 32) return;
       if (tid == 0) mbar_arrive_expect_tx(bar, kKVBytes);
       __syncwarp();
-      const int nbox = kBN / p.box_rows;
-      if (tid < nbox) {
-        const int pos = k0 + tid * p.box_rows;
-        const int slot = btab[pos / p.block_size] * p.block_size + pos % p.block_size;
+      if (whole) {
+        if (tid == 0) {
+#pragma unroll
+          for (int half = 0; half < D / 64; ++half)
+            tma_load_3d(dst + half * kBN * 128, map_tile, half * 64, h, slot, bar);
+        }
+      } else if (tid < kBN / p.box_rows) {
 #pragma unroll
         for (int half = 0; half < D / 64; ++half)
           tma_load_3d(dst + half * kBN * 128 + tid * p.box_rows * 128, map, half * 64, h, slot, bar);
@@ -302,14 +314,29 @@ __global__ void __launch_bounds__(kThreads, 1)
       const uint32_t parity = ((j / kStages) + 1) & 1;  // the release of tile j − kStages
       const int k0 = j * kBN;
       const bool tma = p.use_tma && k0 + kBN <= kv_end;
+      // The tile's slots (K and V alike) are read from the block table before the waits below,
+      // so the table's latency overlaps them.
+      int slot = 0;
+      bool whole = false;
+      if (tma && tid < 32) {
+        const int nbox = kBN / p.box_rows;
+        if (tid < nbox) {
+          const int pos = k0 + tid * p.box_rows;
+          slot = btab[pos / p.block_size] * p.block_size + pos % p.block_size;
+        }
+        const int slot0 = __shfl_sync(0xffffffffu, slot, 0);
+        whole = p.use_tile_box && nbox > 1 &&
+                __all_sync(0xffffffffu, tid >= nbox || slot == slot0 + tid * p.box_rows);
+        if (whole) slot = slot0;
+      }
       if (j >= kStages) mbar_wait(empty_k(s), parity);
       if (tma)
-        load_tma(&p.tm_k, k_s + s * kKVBytes, full_k(s), k0);
+        load_tma(&p.tm_k, &p.tm_k_tile, k_s + s * kKVBytes, full_k(s), slot, whole);
       else
         load_rows(p.k_cache, k_s + s * kKVBytes, full_k(s), k0);
       if (j >= kStages) mbar_wait(empty_v(s), parity);
       if (tma)
-        load_tma(&p.tm_v, v_s + s * kKVBytes, full_v(s), k0);
+        load_tma(&p.tm_v, &p.tm_v_tile, v_s + s * kKVBytes, full_v(s), slot, whole);
       else
         load_rows(p.v_cache, v_s + s * kKVBytes, full_v(s), k0);
     }
@@ -553,6 +580,12 @@ cudaError_t paged_prefill_sm90(const PagedAttentionParams& p, int64_t total_q, c
                reinterpret_cast<uintptr_t>(p.v_cache) % 16 == 0 &&
                encode_cache_map(&kp.tm_k, p.k_cache, p.num_kv_heads, p.head_dim, kp.box_rows) &&
                encode_cache_map(&kp.tm_v, p.v_cache, p.num_kv_heads, p.head_dim, kp.box_rows);
+  // Whole-tile boxes where a tile's blocks are back to back (LONGCTX_ATTN_SM90_TILE_BOX=0: never,
+  // every tile by boxes of one block as before).
+  const char* tile_env = std::getenv("LONGCTX_ATTN_SM90_TILE_BOX");
+  kp.use_tile_box = kp.use_tma && kp.box_rows < kBN && !(tile_env && std::strcmp(tile_env, "0") == 0) &&
+                    encode_cache_map(&kp.tm_k_tile, p.k_cache, p.num_kv_heads, p.head_dim, kBN) &&
+                    encode_cache_map(&kp.tm_v_tile, p.v_cache, p.num_kv_heads, p.head_dim, kBN);
   detail::fill_paged_attention_common(kp, p);
   const int64_t m_blocks = (p.max_num_q * kp.group + kBM - 1) / kBM;
   const dim3 grid(static_cast<unsigned>(p.num_kv_heads), static_cast<unsigned>(m_blocks),
