@@ -164,13 +164,16 @@ Result<std::vector<MeasuredStep>> measure_steps(const std::string& dir, bool qui
   };
   // Decodes at long contexts (the 4 × 1024 and 1 × 4096 shapes, 4 × 4096 in the full
   // run) pin down the KV-token term: a decode streams its whole context for one query.
-  // Batches of 4 and 8 straddle the CPU linear's regime switch (ops/cpu/linear.h); prompts
-  // of 16-512 tokens, alone and in pairs, are what a chat's first step costs.
-  std::vector<Shape> shapes = {{1, 16, 6, 0},  {1, 64, 2, 0},  {1, 128, 6, 0}, {1, 256, 2, 0},
-                               {2, 256, 2, 0}, {1, 512, 4, 0}, {4, 64, 6, 0},  {8, 64, 4, 0},
-                               {4, 256, 4, 0}, {16, 32, 6, 0}, {1, 4096, 2, 1024}, {4, 1024, 4, 0}};
+  // Decode batches of 4 to 48 straddle the CPU linear's regime switch (kLinearSmallM: 16
+  // or 32 rows, ops/cpu/linear.h); prompts of 16-512 tokens, alone and in pairs, are what
+  // a chat's first step costs.
+  std::vector<Shape> shapes = {{1, 16, 6, 0},   {1, 64, 2, 0},  {1, 128, 6, 0}, {1, 256, 2, 0},
+                               {2, 256, 2, 0},  {1, 512, 4, 0}, {4, 64, 6, 0},  {8, 64, 4, 0},
+                               {4, 256, 4, 0},  {16, 32, 6, 0}, {24, 16, 4, 0}, {1, 4096, 2, 1024},
+                               {4, 1024, 4, 0}};
   if (!quick)
-    for (Shape s : {Shape{1, 1024, 4, 0}, {8, 128, 6, 0}, {32, 16, 6, 0}, {1, 8192, 2, 2048}, {4, 4096, 3, 0}})
+    for (Shape s : {Shape{1, 1024, 4, 0}, {8, 128, 6, 0}, {32, 16, 6, 0}, {48, 16, 4, 0}, {1, 8192, 2, 2048},
+                    {4, 4096, 3, 0}})
       shapes.push_back(s);
   std::vector<MeasuredStep> steps;
   std::mt19937 rng(3);

@@ -29,8 +29,10 @@ namespace longctx {
 // for up to small_m rows, computing each row's dot products on the fly (a row costs more
 // there: per_narrow_token_s on top of per_token_s), and widens all of W to fp32 above that
 // and runs sgemm (ops/cpu/linear.h) — a fixed cost per step for the layers once a step has
-// more than small_m tokens, and for the LM head once more than small_m sequences sample (a
-// decode step of 5 sequences cost twice one of 4 on the 0.6B shape). small_m = 0: none.
+// more than small_m tokens, and for the LM head once more than small_m sequences sample
+// (with the switch at 4 rows a decode step of 5 sequences cost twice one of 4 on the 0.6B
+// shape; the switch is at 16 or 32 rows since the streaming path was register-tiled:
+// ops/cpu/linear.h). small_m = 0: none.
 // All coefficients >= 0 (a non-negative least-squares fit).
 struct StepCalibration {
   std::string model;  // what it was fitted on (a name for people)

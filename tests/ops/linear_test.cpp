@@ -82,8 +82,12 @@ void run(DType dtype, const Case& c, bool with_bias, bool accumulate) {
   expect_close(y, reference(x, held, p.bias, accumulate ? &y0 : nullptr, c), 1e-5);
 }
 
-const Case kCases[] = {{1, 37, 19},    {1, 300, 513},  {3, 300, 129},
-                       {7, 1000, 300}, {33, 1100, 70}, {64, 17, 1024}};
+// m up to kLinearSmallM (16 or 32) takes the streaming path for half-precision W, above it
+// the panels; n not a multiple of the W rows per tile (3 or 2), k not a multiple of the
+// vector; row counts that leave a partial row group (8 or 4).
+const Case kCases[] = {{1, 37, 19},   {1, 300, 513},  {3, 300, 129},  {5, 301, 77},  {7, 1000, 300},
+                       {9, 40, 1000}, {12, 97, 33},   {16, 64, 257},  {17, 65, 200}, {32, 70, 100},
+                       {33, 1100, 70}, {64, 17, 1024}};
 
 TEST(Linear, F32) {
   for (const auto& c : kCases)
@@ -107,6 +111,32 @@ TEST(Linear, F16) {
 TEST(Linear, BF16ManyPanelsOddN) {
   run(DType::kBF16, {9, 333, 2048}, true, false);
   run(DType::kF16, {9, 333, 2048}, false, true);
+}
+
+// Up to kLinearSmallM rows, a row's bits do not depend on how many rows share the call
+// (the engine's batch-invariance below that size rests on it): every row of an m-row call
+// equals the same row computed alone, for every m up to the limit.
+TEST(Linear, SmallMRowsAreBatchInvariant) {
+  const int64_t n = 131, k = 1000;  // n % 3 and n % 2 leave remainders; k % 16 ≠ 0
+  const auto w = random_vec(static_cast<size_t>(n * k), 7);
+  const auto raw = quantize(w, DType::kBF16).first;
+  const auto x = random_vec(static_cast<size_t>(kLinearSmallM * k), 8);
+  auto call = [&](const float* rows, int64_t m) {
+    std::vector<float> y(static_cast<size_t>(m * n));
+    LinearParams p;
+    p.x = rows, p.w = raw.data(), p.w_dtype = DType::kBF16, p.y = y.data();
+    p.m = m, p.n = n, p.k = k;
+    linear(p);
+    return y;
+  };
+  for (int64_t m = 1; m <= kLinearSmallM; ++m) {
+    const auto y = call(x.data(), m);
+    for (int64_t r = 0; r < m; ++r) {
+      const auto alone = call(x.data() + r * k, 1);
+      for (int64_t j = 0; j < n; ++j)
+        ASSERT_EQ(y[r * n + j], alone[j]) << "m=" << m << " row " << r << " col " << j;
+    }
+  }
 }
 
 TEST(Linear, SgemmNtMatchesReference) {
