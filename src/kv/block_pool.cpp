@@ -1,5 +1,6 @@
 #include "kv/block_pool.h"
 
+#include <algorithm>
 #include <cassert>
 
 namespace longctx {
@@ -55,6 +56,7 @@ std::optional<std::vector<int32_t>> BlockPool::allocate(int64_t n) {
     b.ref_count = 1;
     out.push_back(id);
   }
+  std::sort(out.begin(), out.end());
   return out;
 }
 

@@ -33,8 +33,12 @@ class BlockPool {
   // num_blocks counts the null block: num_blocks - 1 blocks can be handed out.
   BlockPool(int32_t num_blocks, bool enable_prefix_caching);
 
-  // n blocks with ref_count 1, taken from the head of the free list (least recently
-  // freed first), or nullopt with nothing changed when fewer than n are free.
+  // n blocks with ref_count 1, taken from the head of the free list (the n least recently
+  // freed), or nullopt with nothing changed when fewer than n are free. They come back in
+  // ascending id order, not free-list order: the same blocks are evicted either way, and
+  // a chunk's blocks then lie back to back wherever the free set has runs (a request's
+  // blocks are freed tail first, so they would otherwise come back descending) — the GPU
+  // prefill kernel loads a tile of consecutive blocks as one copy (docs/cuda.md).
   std::optional<std::vector<int32_t>> allocate(int64_t n);
   // Drops one reference from each; blocks reaching 0 join the tail of the free list in
   // the given order, keeping their keys. Pass a request's blocks tail first, so that its

@@ -61,13 +61,31 @@ TEST(BlockPool, RefCountsFollowTouchAndFree) {
   EXPECT_TRUE(pool.check_invariants());
 }
 
+// A request's blocks are freed tail first (descending); the next request taking them gets
+// them ascending again, back to back as they were (the GPU prefill's whole-tile copies).
+TEST(BlockPool, ReturnsBlocksInAscendingOrderSoFreedRunsStayContiguous) {
+  BlockPool pool(17, false);  // 16 usable
+  auto a = pool.allocate(16).value();
+  for (size_t i = 1; i < a.size(); ++i) ASSERT_EQ(a[i], a[i - 1] + 1);
+  std::vector<int32_t> tail_first(a.rbegin(), a.rend());
+  pool.free(tail_first);
+  auto b = pool.allocate(10).value();
+  ASSERT_EQ(b.size(), 10u);
+  for (size_t i = 1; i < b.size(); ++i) EXPECT_EQ(b[i], b[i - 1] + 1) << "at " << i;
+  // The same ten blocks the free list's head held: the last ten freed first, a[15]..a[6].
+  EXPECT_EQ(b.front(), a[6]);
+  EXPECT_EQ(b.back(), a[15]);
+  EXPECT_TRUE(pool.check_invariants());
+}
+
 TEST(BlockPool, EvictsTheLeastRecentlyFreedBlockFirst) {
   BlockPool pool(7, true);  // 6 usable
   auto a = pool.allocate(6).value();
   // Freed in this order; the free list is FIFO over frees.
   pool.free(Ids{a[4], a[1], a[5], a[0]});
   EXPECT_EQ(pool.free_list(), (Ids{a[4], a[1], a[5], a[0]}));
-  EXPECT_EQ(pool.allocate(2).value(), (Ids{a[4], a[1]}));
+  // The two least recently freed, in ascending id order.
+  EXPECT_EQ(pool.allocate(2).value(), (Ids{std::min(a[4], a[1]), std::max(a[4], a[1])}));
   pool.free(Ids{a[3]});
   EXPECT_EQ(pool.free_list(), (Ids{a[5], a[0], a[3]}));
   EXPECT_TRUE(pool.check_invariants());
