@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The engine on one GPU (`--device cuda`) on a machine with an NVIDIA GPU: the engine's GPU
 # tests, `longctx generate --device cuda` against `--device cpu`, the refusals (MoE, a
-# parallel layout: exit 2), then `longctx serve --device cuda` on a fixture model with a few
+# layout the GPU ranks lack: exit 2), then `longctx serve --device cuda` on a fixture model with a few
 # requests through curl (non-streaming, streaming, seeded sampling twice), /metrics before
 # and after, and a short `longctx bench serve` against it.
 # Nothing is built here: the binaries come prebuilt with their non-CUDA shared libraries:
@@ -65,7 +65,7 @@ refuse() {
 }
 refuse generate --model tests/data/hf/mixtral_moe --prompt-ids 1,2,3 --device cuda
 refuse generate --model tests/data/hf/deepseek_v3_mla --prompt-ids 1,2,3 --device cuda
-refuse generate --model "$MODEL" --prompt-ids 1,2,3 --device cuda --tp 2
+refuse generate --model "$MODEL" --prompt-ids 1,2,3 --device cuda --helix --kvp 2 --kvp-shard-tokens 16  # --tp 2 runs (GPU ranks)
 refuse generate --model "$MODEL" --prompt-ids 1,2,3 --device tpu
 cat "$OUT/refusals.txt"
 

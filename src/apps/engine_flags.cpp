@@ -6,6 +6,8 @@
 #include "core/logging.h"
 #ifdef LONGCTX_HAS_CUDA
 #include "exec/cuda_model_runner.h"
+#include "exec/cuda_parallel_runner.h"
+#include "model/sharded_dense_model.h"
 #endif
 
 namespace longctx::apps {
@@ -44,7 +46,9 @@ void EngineFlags::add_to(CLI::App& cmd) {
   cmd.add_option("--step-log", step_log,
                  "Write one JSON line per engine step (start, duration, chunks) to this file: "
                  "bench/step_fidelity.py compares it with the cost model");
-  cmd.add_option("--device", device, "Where the model runs: cpu, or cuda (one GPU; dense Llama/Qwen2/Qwen3)")
+  cmd.add_option("--device", device,
+                 "Where the model runs: cpu, or cuda (dense Llama/Qwen2/Qwen3; with --tp/--pp/--cp/--dcp/--kvp "
+                 "the ranks run on the visible GPUs, rank r on GPU r % count)")
       ->capture_default_str();
   cmd.add_option(
          "--gpu-memory-utilization", gpu_memory_utilization,
@@ -80,15 +84,22 @@ int EngineFlags::check_device_or_exit(const std::string& model_dir) const {
 #else
   if (!(gpu_memory_utilization > 0.0 && gpu_memory_utilization <= 1.0))
     return usage("--gpu-memory-utilization must be in (0, 1], got " + std::to_string(gpu_memory_utilization));
-  if (has_layout())
-    return usage(
-        "--device cuda runs on one GPU; parallel layouts (--tp --pp --cp --dcp --kvp) run on CPU ranks "
-        "only so far: drop them or use --device cpu");
   auto mc = load_model_config(model_dir);
   if (!mc.is_ok()) return 0;  // the loader reports it
   if (mc->is_moe() || mc->is_mla())
     return usage(std::string("--device cuda runs dense Llama, Qwen2 and Qwen3 models; ") +
                  architecture_name(mc->arch) + " (MoE or MLA) runs on --device cpu only so far");
+  if (!has_layout()) return 0;
+  if (spp_chunk > 0)
+    return usage("--spp-chunk: sequence pipeline parallelism runs on CPU ranks only so far; drop it or use "
+                 "--device cpu");
+  // What the GPU model's ranks run (Helix, EP, CP with DCP/KVP, ... are refused with its message).
+  auto ranks = ParallelLayout::create(layout(), ShardedDenseModel::layout_dims(*mc));
+  if (!ranks.is_ok()) return usage(ranks.status().message());
+  cuda::CudaModelOptions o;
+  o.block_size = block_size;
+  if (Status st = CudaParallelRunner::check_layout(*mc, *ranks, o); !st.is_ok())
+    return usage("--device cuda: " + st.message() + "; use --device cpu for this layout");
   return 0;
 #endif
 }
@@ -111,6 +122,23 @@ Result<std::unique_ptr<ModelExecutor>> EngineFlags::make_executor(const DenseMod
   o.max_model_len = cfg.scheduler.max_model_len;  // 0: the config's, as the engine's
   o.gpu_memory_utilization = gpu_memory_utilization;
   o.cuda_graphs = !enforce_eager;
+  if (has_layout()) {
+    // The ranks as one executor: the engine sees one pool of global blocks (every rank's
+    // model maps them to the K/V it keeps), so its own config has one rank (to_config).
+    auto rank_layout = ParallelLayout::create(layout(), ShardedDenseModel::layout_dims(model.config()));
+    if (!rank_layout.is_ok()) return rank_layout.status();
+    CudaParallelRunnerOptions ro;
+    ro.model = o;
+    auto ranks = CudaParallelRunner::create(model.config(), model.weights(), *rank_layout, ro);
+    if (!ranks.is_ok()) return Status(ranks.status().code(), "--device cuda: " + ranks.status().message());
+    LCTX_LOG_INFO("--device cuda: {}", (*ranks)->describe());
+    for (int r = 0; r < (*ranks)->world_size(); ++r) {
+      const cuda::MemoryPlan& p = (*ranks)->model(r).memory_plan();
+      LCTX_LOG_INFO("--device cuda: rank {} on GPU {}: weights {}, KV cache {} ({} bytes per engine block)", r,
+                    (*ranks)->device_of(r), cuda::gib(p.weight_bytes), cuda::gib(p.kv_bytes), p.bytes_per_block);
+    }
+    return std::unique_ptr<ModelExecutor>(std::move(*ranks));
+  }
   auto runner = CudaModelRunner::create(model.config(), model.weights(), o);
   if (!runner.is_ok()) return Status(runner.status().code(), "--device cuda: " + runner.status().message());
   const cuda::MemoryPlan& plan = (*runner)->model().memory_plan();
@@ -145,7 +173,14 @@ EngineConfig EngineFlags::to_config() const {
   c.chunking.min_chunk = min_chunk;
   c.chunking.long_prefill_share = long_prefill_share;
   c.seed = seed;
-  c.parallel = layout();
+  // Under --device cuda the executor runs the layout's ranks (make_executor): the engine
+  // itself sees one rank with the executor's pool of global blocks.
+  if (on_gpu()) {
+    c.parallel = ParallelConfig{};
+    c.parallel.block_size = block_size;
+  } else {
+    c.parallel = layout();
+  }
   c.spp_chunk_tokens = spp_chunk;
   c.threads_per_rank = threads_per_rank;
   c.step_log_path = step_log;

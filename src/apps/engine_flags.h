@@ -29,7 +29,8 @@ struct EngineFlags {
   ParallelConfig parallel;
   int64_t spp_chunk = 0;
   int threads_per_rank = 0;
-  // --device cuda: the engine runs the GPU model (exec/cuda_model_runner.h) on one GPU.
+  // --device cuda: the engine runs the GPU model on one GPU (exec/cuda_model_runner.h), or
+  // under a layout on GPU ranks (exec/cuda_parallel_runner.h).
   std::string device = "cpu";
   double gpu_memory_utilization = 0.9;
   bool enforce_eager = false;
@@ -43,14 +44,16 @@ struct EngineFlags {
   bool on_gpu() const { return device == "cuda"; }
 
   // --device against this build and the model in `model_dir` (before the weights load): an
-  // unknown device, cuda in a build without the backend, cuda with a parallel layout or a
-  // model family the GPU model lacks (MoE, MLA) print "error: ..." and return 2; else 0.
+  // unknown device, cuda in a build without the backend, cuda with a model family the GPU
+  // model lacks (MoE, MLA) or a layout its ranks do not run (Helix, EP, CP with DCP/KVP,
+  // --spp-chunk: the model's message) print "error: ..." and return 2; else 0.
   int check_device_or_exit(const std::string& model_dir) const;
   // How the weights load: bf16 on the host for --device cuda (what the GPU holds) unless
   // --dtype says otherwise.
   void adjust_load_options(ModelLoadOptions& load, bool dtype_given) const;
   // The executor for `cfg` (null: the engine's CPU runner). --device cuda uploads the weights
-  // and plans the GPU memory here.
+  // and plans the GPU memory here; with a layout it builds the GPU ranks (the layout from
+  // these flags: cfg, from to_config, has one rank under --device cuda).
   Result<std::unique_ptr<ModelExecutor>> make_executor(const DenseModel& model,
                                                        const EngineConfig& cfg) const;
   // LLMEngine::create on make_executor's executor.

@@ -1,5 +1,5 @@
 // `--device`: cpu (default) or cuda. What a build without the CUDA backend, an unknown
-// device, and the cases the GPU engine refuses (a parallel layout, MoE, MLA) answer: each a
+// device, and the cases the GPU engine refuses (layouts its ranks lack, MoE, MLA) answer: each a
 // usage error (exit 2) naming what is supported, before any weight loads.
 #include <gtest/gtest.h>
 
@@ -47,11 +47,15 @@ TEST(DeviceCli, CudaInABuildWithoutTheBackendIsAUsageError) {
 #else
 // With the backend: the refusals come before CUDA is touched, so they hold on a machine
 // without a GPU too (CI); a plain run there fails cleanly (exit 1, the CUDA error named).
-TEST(DeviceCli, CudaRefusesLayoutsMoeAndMla) {
+// Layouts run on GPU ranks (exec/cuda_parallel_runner.h) except what the GPU model lacks:
+// refused with its message.
+TEST(DeviceCli, CudaRefusesLayoutsTheGpuLacksMoeAndMla) {
   struct Case {
     std::string args, says;
   } cases[] = {
-      {generate("llama_gqa", "--device cuda --tp 2"), "parallel layouts"},
+      {generate("llama_gqa", "--device cuda --helix --kvp 2 --kvp-shard-tokens 16"), "the Helix exchange"},
+      {generate("llama_gqa", "--device cuda --tp 4 --dcp 2 --cp 2"), "does not combine --cp with --dcp or --kvp"},
+      {generate("llama_gqa", "--device cuda --pp 2 --spp-chunk 64"), "--spp-chunk"},
       {generate("mixtral_moe", "--device cuda"), "runs dense Llama, Qwen2 and Qwen3 models"},
       {generate("deepseek_v3_mla", "--device cuda"), "runs dense Llama, Qwen2 and Qwen3 models"},
       {generate("llama_gqa", "--device cuda --gpu-memory-utilization 1.5"), "--gpu-memory-utilization"},
@@ -64,11 +68,13 @@ TEST(DeviceCli, CudaRefusesLayoutsMoeAndMla) {
 }
 
 TEST(DeviceCli, CudaRunsOrFailsCleanly) {
-  const CliResult r =
-      run_cli(generate("llama_gqa", "--device cuda --max-model-len 512 --gpu-memory-utilization 0.2"));
-  if (r.code != 0) {
-    EXPECT_EQ(r.code, 1) << r.out;
-    EXPECT_NE(r.out.find("error: --device cuda: "), std::string::npos) << r.out;
+  for (const char* layout : {"", " --tp 2"}) {
+    const CliResult r = run_cli(
+        generate("llama_gqa", std::string("--device cuda --max-model-len 512 --gpu-memory-utilization 0.2") + layout));
+    if (r.code != 0) {
+      EXPECT_EQ(r.code, 1) << layout << ": " << r.out;
+      EXPECT_NE(r.out.find("error: --device cuda: "), std::string::npos) << layout << ": " << r.out;
+    }
   }
 }
 #endif
