@@ -6,7 +6,8 @@
 #      against the single-GPU engine, abort, an injected rank failure, refusals, the planned pool;
 #   2. when the CLI binary is carried: `generate --device cuda` on the llama_gqa fixture alone and
 #      with --pp 2 / --tp 2 / --cp 2 (the memory plan over the ranks sharing the GPU, the flags'
-#      wiring); pp2 must give the single GPU's tokens (bitwise the same logits), the others are printed.
+#      wiring); pp2 must give the single GPU's tokens (eager both: bitwise the same logits), the others
+#      are printed.
 # Nothing is built here. On the build machine (nvcc, no GPU needed):
 #   cmake -S . -B build-gpuranks -G Ninja -DLONGCTX_CUDA=ON -DLONGCTX_NATIVE=OFF -DCMAKE_BUILD_TYPE=Release
 #   ninja -C build-gpuranks longctx_cuda_tests longctx
@@ -52,7 +53,7 @@ if [ -x "$CLI" ]; then
   declare -A got
   for layout in "" "--pp 2" "--tp 2" "--cp 2"; do
     out=$(LD_LIBRARY_PATH=$LIBS timeout 60 "$CLI" generate --model tests/data/hf/llama_gqa --prompt-ids "$ids" \
-      --max-tokens 8 --ignore-eos --device cuda --max-model-len 512 --gpu-memory-utilization 0.2 $layout \
+      --max-tokens 8 --ignore-eos --device cuda --enforce-eager --max-model-len 512 --gpu-memory-utilization 0.2 $layout \
       2>>"$OUT/engine_ranks_cli.log")
     rc=$?
     echo "[${layout:-single}] rc=$rc tokens: $out" | tee -a "$OUT/engine_ranks_cli.log"
