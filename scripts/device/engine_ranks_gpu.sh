@@ -15,7 +15,8 @@
 # Through the device tool: `OUT=$OUT bash scripts/device/engine_ranks_gpu.sh` with carry =
 # build-gpuranks/tests/longctx_cuda_tests, build-gpuranks/src/longctx, build-gpuranks/devlibs.
 # BIN=<build dir> picks another build (its devlibs too). Run from the repo root (the tests read
-# tests/data/hf). Logs in $OUT: device.txt, engine_ranks.log/json, engine_ranks_cli.log.
+# tests/data/hf). One file back in $OUT (the device tool returns few): engine_ranks.log — the
+# device, the tests' output, the CLI runs and their logs (JSON=1 adds the gtest engine_ranks.json).
 # Exit non-zero if a step failed.
 set -uo pipefail
 OUT=${OUT:-/tmp/longctx-engine-ranks-out}
@@ -34,39 +35,46 @@ LIBS=/usr/local/cuda/lib64${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 . "$(dirname "${BASH_SOURCE[0]}")/find_cuda_libs.sh"
 find_cuda_libs "$TESTS" "$CLI" || status=1
 
+LOG=$OUT/engine_ranks.log
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
   git rev-parse HEAD 2>/dev/null || true
   echo "GPUs: $(nvidia-smi -L 2>/dev/null | wc -l)"
-} 2>&1 | tee "$OUT/device.txt"
+} 2>&1 | tee "$LOG"
 
-echo "== $FILTER"
-LD_LIBRARY_PATH=$LIBS timeout "$T_TESTS" "$TESTS" --gtest_filter="$FILTER" --gtest_output=json:"$OUT/engine_ranks.json" \
-  >"$OUT/engine_ranks.log" 2>&1
+echo "== $FILTER" | tee -a "$LOG"
+json=()
+[ "${JSON:-0}" = 1 ] && json=(--gtest_output=json:"$OUT/engine_ranks.json")
+LD_LIBRARY_PATH=$LIBS timeout "$T_TESTS" "$TESTS" --gtest_filter="$FILTER" "${json[@]}" >"$OUT/.tests.log" 2>&1
 rc=$?
-grep -E "^\[  (FAILED|PASSED) |OK \]|FAILED|Failure|\[ gpu \]|error" "$OUT/engine_ranks.log" | head -80
-[ $rc -eq 0 ] || { echo "engine-on-ranks tests FAILED ($rc; 124 = timed out: a hang?)"; status=1; }
+cat "$OUT/.tests.log" >>"$LOG"
+grep -E "^\[  (FAILED|PASSED) |OK \]|FAILED|Failure|\[ gpu \]|error" "$OUT/.tests.log" | head -80
+rm -f "$OUT/.tests.log"
+[ $rc -eq 0 ] || { echo "engine-on-ranks tests FAILED ($rc; 124 = timed out: a hang?)" | tee -a "$LOG"; status=1; }
 
 if [ -x "$CLI" ]; then
-  echo "== generate --device cuda, alone and on ranks sharing the GPU"
+  echo "== generate --device cuda, alone and on ranks sharing the GPU" | tee -a "$LOG"
   ids=$(seq -s, 3 2 67)  # 33 prompt tokens
   declare -A got
   for layout in "" "--pp 2" "--tp 2" "--cp 2"; do
     out=$(LD_LIBRARY_PATH=$LIBS timeout 60 "$CLI" generate --model tests/data/hf/llama_gqa --prompt-ids "$ids" \
       --max-tokens 8 --ignore-eos --device cuda --enforce-eager --max-model-len 512 --gpu-memory-utilization 0.2 $layout \
-      2>>"$OUT/engine_ranks_cli.log")
+      2>>"$OUT/.cli.log")
     rc=$?
-    echo "[${layout:-single}] rc=$rc tokens: $out" | tee -a "$OUT/engine_ranks_cli.log"
-    [ $rc -eq 0 ] || { echo "generate --device cuda $layout FAILED ($rc)"; status=1; }
+    echo "[${layout:-single}] rc=$rc tokens: $out" | tee -a "$LOG"
+    [ $rc -eq 0 ] || { echo "generate --device cuda $layout FAILED ($rc)" | tee -a "$LOG"; status=1; }
     key=${layout:-single}
     got[${key// /}]=$out
   done
-  grep -E "device cuda:" "$OUT/engine_ranks_cli.log" | head -20
+  grep -E "device cuda:" "$OUT/.cli.log" | head -20
+  { echo "== the CLI runs' logs"; cat "$OUT/.cli.log"; } >>"$LOG"
+  rm -f "$OUT/.cli.log"
   if [ "${got[--pp2]}" != "${got[single]}" ] || [ -z "${got[single]}" ]; then
-    echo "pp2 tokens differ from the single GPU's: FAILED"; status=1
+    echo "pp2 tokens differ from the single GPU's: FAILED" | tee -a "$LOG"; status=1
   fi
   for key in --tp2 --cp2; do
-    [ "${got[$key]}" = "${got[single]}" ] || echo "$key tokens differ from the single GPU's (a near-tie? see the test's policy)"
+    [ "${got[$key]}" = "${got[single]}" ] ||
+      echo "$key tokens differ from the single GPU's (a near-tie? see the test's policy)" | tee -a "$LOG"
   done
 fi
 exit $status
