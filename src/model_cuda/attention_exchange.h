@@ -6,10 +6,12 @@
 //    member's partial state (output + LSE) of its own heads, merged in member order.
 //  - KVP: the KVP group's partial states of the same heads all-gathered and merged in member
 //    order, so every member gets the same bits.
-// Partial outputs are bf16 (the attention kernel's output) with fp32 LSEs; the
-// communicators move bytes (all-gather, all-to-all), the bf16 travelling as float bit
-// patterns, so nothing is rounded on the way; the merges (merge_attention_states) compute in
-// fp32 and round each merged output to bf16.
+// Partial states stay fp32 from the attention kernel (PagedAttentionParams::out_f32) through
+// the exchange to the last merge (merge_attention_states over n states), which rounds the
+// output to bf16 once — as the single-GPU kernel rounds its own split merge once. (Rounding each
+// partial and each merged output to bf16 put these layouts at 2.2e-2 of the single rank's logits
+// on the test models, against 3.8e-3 for TP: docs/cuda.md.) Queries travel as bf16 bit patterns
+// through the fp32 communicators, so nothing is rounded on the way.
 //
 // Owns its device scratch, sized for max_tokens. Runs on the rank's stream, on which its
 // communicators are ordered. Not thread-safe (one rank's thread owns it).
@@ -48,15 +50,16 @@ class AttentionExchange {
   Status gather_queries(const __nv_bfloat16* q, int64_t q_stride, int64_t t, const __nv_bfloat16** qa,
                         int64_t* qa_stride);
   // Where the attention writes its partial state over this rank's keys: out [t, dcp·hq, d]
-  // (contiguous), lse [t, dcp·hq].
-  __nv_bfloat16* partial_out() const { return po_; }
+  // (contiguous, fp32: PagedAttentionParams::out_f32), lse [t, dcp·hq].
+  float* partial_out() const { return po_; }
   float* partial_lse() const { return pl_; }
-  // Merges the partial states of every member into out [t, hq·d] (this rank's heads).
+  // Merges the partial states of every member into out [t, hq·d] (this rank's heads), in
+  // member order (DCP first, then KVP), rounding to bf16 once at the end.
   Status merge(int64_t t, __nv_bfloat16* out);
 
  private:
   int members_dcp() const { return dcp_ ? dcp_->size() : 1; }
-  // One member's partial state of hq heads for t tokens, in floats: o (bf16) then lse, each
+  // One member's partial state of hq heads for t tokens, in floats: o (fp32) then lse, each
   // rounded up to 256 bytes. The same on every member of a group (same t).
   int64_t chunk_floats(int64_t t) const;
 
@@ -64,8 +67,8 @@ class AttentionExchange {
   Communicator *dcp_ = nullptr, *kvp_ = nullptr;
   cudaStream_t stream_ = nullptr;
   DeviceBuffer buf_;
-  __nv_bfloat16 *q_mine_ = nullptr, *q_all_ = nullptr, *q_gathered_ = nullptr, *po_ = nullptr;
-  float *pl_ = nullptr, *send_ = nullptr, *recv_ = nullptr, *lse_ = nullptr;
+  __nv_bfloat16 *q_mine_ = nullptr, *q_all_ = nullptr, *q_gathered_ = nullptr;
+  float *po_ = nullptr, *pl_ = nullptr, *send_ = nullptr, *recv_ = nullptr;
 };
 
 }  // namespace longctx::cuda

@@ -33,19 +33,18 @@ Result<ContextParallelStep> ContextParallelStep::create(const ContextParallelDim
   size_t off = 0;
   const size_t o_kvm = take(off, T * 2 * kvw * kBf16), o_kva = take(off, C * T * 2 * kvw * kBf16),
                o_qm = take(off, T * w * kBf16), o_qa = take(off, C * T * w * kBf16),
-               o_o = take(off, C * T * w * kBf16), o_or = take(off, C * T * w * kBf16),
+               o_o = take(off, C * T * w * kF32), o_or = take(off, C * T * w * kF32),
                o_l = take(off, C * T * hq * kF32), o_lr = take(off, C * T * hq * kF32),
-               o_lm = take(off, T * hq * kF32), o_lg = take(off, C * dims.max_rows * dims.vocab * kF32);
+               o_lg = take(off, C * dims.max_rows * dims.vocab * kF32);
   LONGCTX_ASSIGN_OR_RETURN(x.buf_, DeviceBuffer::allocate(off, "the context-parallel buffers"));
   x.kv_mine_ = x.buf_.as<__nv_bfloat16>(o_kvm);
   x.kv_all_ = x.buf_.as<__nv_bfloat16>(o_kva);
   x.q_mine_ = x.buf_.as<__nv_bfloat16>(o_qm);
   x.q_all_ = x.buf_.as<__nv_bfloat16>(o_qa);
-  x.o_ = x.buf_.as<__nv_bfloat16>(o_o);
-  x.o_recv_ = x.buf_.as<__nv_bfloat16>(o_or);
+  x.o_ = x.buf_.as<float>(o_o);
+  x.o_recv_ = x.buf_.as<float>(o_or);
   x.lse_ = x.buf_.as<float>(o_l);
   x.lse_recv_ = x.buf_.as<float>(o_lr);
-  x.lse_merged_ = x.buf_.as<float>(o_lm);
   x.logits_all_ = x.buf_.as<float>(o_lg);
 
   const int64_t vseqs = C * (dims.max_seqs + 1);
@@ -212,7 +211,7 @@ Status ContextParallelStep::attend(const __nv_bfloat16* q, int64_t q_stride, con
   PagedAttentionParams ap;
   ap.q = q_all_;
   ap.q_stride = w;
-  ap.out = o_;
+  ap.out_f32 = o_;  // fp32 partial states: rounded to bf16 once, by the merge below
   ap.lse = lse_;
   ap.k_cache = k_cache;
   ap.v_cache = v_cache;
@@ -233,20 +232,18 @@ Status ContextParallelStep::attend(const __nv_bfloat16* q, int64_t q_stride, con
                           " bytes is too small");
   LONGCTX_CUDA_OK(paged_attention(ap, total, stream_), "context parallel: attention");
   // Member j's queries' states over this rank's keys go to j; j's states of this rank's queries come back.
-  cp_->all_to_all(reinterpret_cast<const float*>(o_), t_max_ * w * kBf16 / kF32,
-                  reinterpret_cast<float*>(o_recv_));
+  cp_->all_to_all(o_, t_max_ * w, o_recv_);
   cp_->all_to_all(lse_, t_max_ * hq, lse_recv_);
   const int64_t rows = t_mine_ * hq;
   if (rows == 0) return Status::ok();
-  LONGCTX_CUDA_OK(cudaMemcpyAsync(out, o_recv_, rows * d * kBf16, cudaMemcpyDeviceToDevice, stream_),
-                  "context parallel: merging");
-  LONGCTX_CUDA_OK(cudaMemcpyAsync(lse_merged_, lse_recv_, rows * kF32, cudaMemcpyDeviceToDevice, stream_),
-                  "context parallel: merging");
-  for (int64_t j = 1; j < members_; ++j)
-    LONGCTX_CUDA_OK(
-        merge_attention_states(out, lse_merged_, o_recv_ + j * t_max_ * w, lse_recv_ + j * t_max_ * hq, out,
-                               lse_merged_, rows, d, DType::kBF16, stream_),
-        "context parallel: merging");
+  // Member j's states of this rank's queries at o_recv_ + j·t_max·w: merged in member order,
+  // in fp32, rounded to bf16 once.
+  MergeStatesParams mp;
+  mp.o = o_recv_, mp.o_state_stride = t_max_ * w;
+  mp.lse = lse_recv_, mp.lse_state_stride = t_max_ * hq;
+  mp.num_states = members_, mp.rows = rows, mp.head_dim = d;
+  mp.out = out, mp.out_dtype = DType::kBF16;
+  LONGCTX_CUDA_OK(merge_attention_states(mp, stream_), "context parallel: merging");
   return Status::ok();
 }
 

@@ -16,7 +16,9 @@
 //  - Logits: each requested row is computed by the rank that owns its token; the rows are
 //    all-gathered in the CP group and put back in the requested order on every rank.
 // Exact like the ring: the same keys meet the same queries; only the merge order (member
-// order here, ring order on the CPU) and the bf16 rounding of partial outputs differ.
+// order here, ring order on the CPU) differs. The partial states travel and merge in fp32
+// (PagedAttentionParams::out_f32, merge_attention_states over n states): the attention output
+// is rounded to bf16 once, as on one GPU.
 //
 // Owns its device scratch and step metadata. Runs on the rank's stream (its communicator is
 // ordered on it). Not thread-safe: one rank's thread owns it.
@@ -83,9 +85,9 @@ class ContextParallelStep {
   std::vector<int64_t> row_index_;
   DeviceBuffer buf_, meta_;
   HostStaging meta_host_;
-  __nv_bfloat16 *kv_mine_ = nullptr, *kv_all_ = nullptr, *q_mine_ = nullptr, *q_all_ = nullptr, *o_ = nullptr,
-                *o_recv_ = nullptr;
-  float *lse_ = nullptr, *lse_recv_ = nullptr, *lse_merged_ = nullptr, *logits_all_ = nullptr;
+  __nv_bfloat16 *kv_mine_ = nullptr, *kv_all_ = nullptr, *q_mine_ = nullptr, *q_all_ = nullptr;
+  float *o_ = nullptr, *o_recv_ = nullptr;  // fp32 partial outputs [cp, t_max, hq, d]: sent, received
+  float *lse_ = nullptr, *lse_recv_ = nullptr, *logits_all_ = nullptr;
   // Offsets into meta_ / meta_host_: the attention's virtual sequences (member × sequence,
   // plus one padding sequence per member), each row's causal length, the gathered rows' cache
   // slots, and zero positions (the KV write's RoPE by angle 0 is the identity).

@@ -513,7 +513,8 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
       ap.num_seqs = s.seqs;
       ap.q = qa;
       ap.q_stride = qa_stride;
-      ap.out = exchange_.active() ? exchange_.partial_out() : a_.attn;
+      ap.out = a_.attn;
+      ap.out_f32 = exchange_.active() ? exchange_.partial_out() : nullptr;  // fp32 partials
       ap.lse = exchange_.active() ? exchange_.partial_lse() : nullptr;
       ap.causal_lens = placement_.shards_keys() ? meta_.as<int32_t>(m_.causal_lens) : nullptr;
       ap.k_cache = kv_.k(l);

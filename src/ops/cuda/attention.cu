@@ -42,7 +42,49 @@ __global__ void merge_kernel(const T* o_a, const float* lse_a, const T* o_b, con
   if (lane == 0) lse_out[row] = lse;
 }
 
+// The n-way merge (MergeStatesParams), one warp per row. Every lane computes the row's max
+// and weight sum itself, in state order, so every lane (and every rank) gets the same bits.
+template <typename T>
+__global__ void merge_n_kernel(const MergeStatesParams p, T* out) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x & 31;
+  if (row >= p.rows) return;
+  const int64_t n = p.num_states, d = p.head_dim;
+  float m = -INFINITY;
+  for (int64_t j = 0; j < n; ++j) m = fmaxf(m, p.lse[j * p.lse_state_stride + row]);
+  float s = 0.0f;
+  if (m != -INFINITY)
+    for (int64_t j = 0; j < n; ++j) s += expf(p.lse[j * p.lse_state_stride + row] - m);  // −inf: 0
+  const float inv = s > 0.0f ? 1.0f / s : 0.0f;
+  for (int64_t k = lane; k < d; k += 32) {
+    float acc = 0.0f;
+    if (m != -INFINITY)
+      for (int64_t j = 0; j < n; ++j) {
+        const float w = expf(p.lse[j * p.lse_state_stride + row] - m) * inv;
+        // Never read a dropped state: its o may be garbage (NaN · 0 would be NaN).
+        if (w != 0.0f) acc += w * p.o[j * p.o_state_stride + row * d + k];
+      }
+    store(out + row * d + k, acc);
+  }
+  __syncwarp();
+  if (lane == 0 && p.lse_out) p.lse_out[row] = m != -INFINITY ? m + logf(s) : -INFINITY;
+}
+
 }  // namespace
+
+cudaError_t merge_attention_states(const MergeStatesParams& p, cudaStream_t stream) {
+  if (p.num_states < 1) throw std::invalid_argument("merge_attention_states: num_states must be >= 1");
+  if (p.out_dtype != DType::kBF16 && p.out_dtype != DType::kF32)
+    throw std::invalid_argument("merge_attention_states: out_dtype must be bf16 or f32");
+  if (p.rows <= 0) return cudaSuccess;
+  constexpr int kWarps = 8;
+  const unsigned grid = static_cast<unsigned>((p.rows + kWarps - 1) / kWarps);
+  if (p.out_dtype == DType::kBF16)
+    merge_n_kernel<__nv_bfloat16><<<grid, kWarps * 32, 0, stream>>>(p, static_cast<__nv_bfloat16*>(p.out));
+  else
+    merge_n_kernel<float><<<grid, kWarps * 32, 0, stream>>>(p, static_cast<float*>(p.out));
+  return cudaGetLastError();
+}
 
 cudaError_t merge_attention_states(const void* o_a, const float* lse_a, const void* o_b, const float* lse_b,
                                    void* o_out, float* lse_out, int64_t rows, int64_t head_dim, DType o_dtype,

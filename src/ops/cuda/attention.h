@@ -19,4 +19,24 @@ cudaError_t merge_attention_states(const void* o_a, const float* lse_a, const vo
                                    void* o_out, float* lse_out, int64_t rows, int64_t head_dim, DType o_dtype,
                                    cudaStream_t stream);
 
+// n partial states of the same rows — one per rank of a DCP, KVP or CP group, each attention
+// over its own keys — merged in state order (the same bits wherever it runs on the same
+// inputs), in fp32 from fp32 states; the output is rounded once, to out_dtype:
+//   lse = log Σ_j e^(lse_j);  out = Σ_j e^(lse_j − lse) · o_j.
+// A state with lse = −inf drops out unread; a row whose states are all −inf gives zeros and
+// −inf, never NaN. out may alias a state's o when out_dtype is kF32 (same rows).
+struct MergeStatesParams {
+  const float* o = nullptr;      // state j: [rows, head_dim] at o + j · o_state_stride
+  int64_t o_state_stride = 0;    // floats
+  const float* lse = nullptr;    // state j: [rows] at lse + j · lse_state_stride
+  int64_t lse_state_stride = 0;  // floats
+  int64_t num_states = 0, rows = 0, head_dim = 0;
+  void* out = nullptr;             // [rows, head_dim] contiguous
+  DType out_dtype = DType::kBF16;  // kBF16 or kF32
+  float* lse_out = nullptr;        // [rows], may be null
+};
+
+// Throws std::invalid_argument for another out_dtype or num_states < 1. Returns the launch error.
+cudaError_t merge_attention_states(const MergeStatesParams& p, cudaStream_t stream);
+
 }  // namespace longctx::cuda

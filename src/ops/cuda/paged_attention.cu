@@ -3,6 +3,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "ops/cuda/common.cuh"
 #include "ops/cuda/paged_attention.h"
@@ -38,14 +39,19 @@ struct KernelParams {
   bool causal;
   const int32_t* causal_lens;  // PagedAttentionParams::causal_lens
   int32_t num_splits;
-  int64_t partition;   // keys per split (a multiple of kBlockN); huge when num_splits == 1
+  int64_t partition;  // keys per split (a multiple of kBlockN); huge when num_splits == 1
   // Automatic decode splits: each block sizes its partition from its own row's visible keys
   // (ceil(keys / num_splits), whole key tiles), not from `partition`. The plan's
   // max_context_len can be far above the real contexts — a decode graph's bucket is the next
   // power of two — and partitions sized for it would leave half the splits without keys.
   bool split_by_context;
-  float* ws_o;         // [num_splits, total_q · Hq, D] partial outputs (normalised), fp32
-  float* ws_lse;       // [num_splits, total_q · Hq]
+  // fp32 rows, written instead of `out` when non-null: the splits' partial outputs
+  // (normalised) [num_splits, total_q · Hq, D] and LSEs [num_splits, total_q · Hq] in the
+  // workspace, or — one split and PagedAttentionParams::out_f32 — the caller's output and lse
+  // (ws_lse may then be null).
+  float* ws_o;
+  float* ws_lse;
+  float* out_f32;      // PagedAttentionParams::out_f32 (the split merge's output), or null
   int64_t total_rows;  // total_q · Hq
 };
 
@@ -141,8 +147,9 @@ __global__ void __launch_bounds__(32 * WM * WN) paged_attention_kernel(const Ker
   };
   const int64_t r_last = min(r0 + BM, rows) - 1;
   const int64_t kv_end = p.causal ? min(ctx, q_end(r_last)) : ctx;
-  const int64_t part =
-      p.split_by_context ? ((kv_end + p.num_splits - 1) / p.num_splits + kBlockN - 1) / kBlockN * kBlockN : p.partition;
+  const int64_t part = p.split_by_context
+                           ? ((kv_end + p.num_splits - 1) / p.num_splits + kBlockN - 1) / kBlockN * kBlockN
+                           : p.partition;
   const int64_t kv_lo = static_cast<int64_t>(split) * part;
   const int64_t kv_hi = min(kv_end, kv_lo + part);
   const int n_tiles = kv_hi > kv_lo ? static_cast<int>((kv_hi - kv_lo + kBlockN - 1) / kBlockN) : 0;
@@ -345,7 +352,7 @@ __global__ void __launch_bounds__(32 * WM * WN) paged_attention_kernel(const Ker
 
   // Row rr of this tile → (token, q head) → output row index R = token · Hq + head.
   auto out_row = [&](int64_t rr) { return (qb + rr / G) * p.num_q_heads + h * G + rr % G; };
-  const bool split_out = p.num_splits > 1;
+  const bool f32_out = p.ws_o != nullptr;  // split partials, or the caller's fp32 output
 
   if constexpr (WN == 1) {
 #pragma unroll
@@ -359,13 +366,13 @@ __global__ void __launch_bounds__(32 * WM * WN) paged_attention_kernel(const Ker
         const float inv = any ? 1.0f / l_run[mt][i] : 0.0f;
         const float lse = any ? (m_run[mt][i] + log2f(l_run[mt][i])) * kLn2 : -INFINITY;
         const int col = (lane & 3) * 2;
-        if (split_out) {
+        if (f32_out) {
           float* o = p.ws_o + (static_cast<int64_t>(split) * p.total_rows + R) * D;
 #pragma unroll
           for (int dt = 0; dt < D / 8; ++dt)
             *reinterpret_cast<float2*>(o + dt * 8 + col) =
                 make_float2(acc_o[mt][dt][2 * i] * inv, acc_o[mt][dt][2 * i + 1] * inv);
-          if ((lane & 3) == 0) p.ws_lse[static_cast<int64_t>(split) * p.total_rows + R] = lse;
+          if ((lane & 3) == 0 && p.ws_lse) p.ws_lse[static_cast<int64_t>(split) * p.total_rows + R] = lse;
         } else {
           __nv_bfloat16* o = p.out + R * D;
 #pragma unroll
@@ -420,17 +427,18 @@ __global__ void __launch_bounds__(32 * WM * WN) paged_attention_kernel(const Ker
           o0 += wgt[w] * v.x;
           o1 += wgt[w] * v.y;
         }
-        if (split_out)
+        if (f32_out)
           *reinterpret_cast<float2*>(p.ws_o + (static_cast<int64_t>(split) * p.total_rows + R) * D + d) =
               make_float2(o0 * inv, o1 * inv);
         else
           *reinterpret_cast<__nv_bfloat162*>(p.out + R * D + d) = __floats2bfloat162_rn(o0 * inv, o1 * inv);
       }
       if (tid % TPR == 0) {
-        if (split_out)
-          p.ws_lse[static_cast<int64_t>(split) * p.total_rows + R] = lse;
-        else if (p.lse)
+        if (f32_out) {
+          if (p.ws_lse) p.ws_lse[static_cast<int64_t>(split) * p.total_rows + R] = lse;
+        } else if (p.lse) {
           p.lse[R] = lse;
+        }
       }
     }
   }
@@ -445,10 +453,12 @@ constexpr int kMergeThreads = 128;
 // m, l = Σ exp(lse − m), acc = Σ exp(lse − m)·o), then the groups' states meet in shared
 // memory. One L2 round trip per 4 splits per group; the first version (one warp walking a
 // row's splits in turn) paid one per split: ~25 µs of a 100 µs 32K decode at 86 splits.
-template <int D>
+// OutT: bf16 (the attention's output) or float (PagedAttentionParams::out_f32: the same
+// values before the rounding).
+template <int D, typename OutT>
 __global__ void __launch_bounds__(kMergeThreads)
-    merge_splits_kernel(const float* ws_o, const float* ws_lse, int num_splits, int64_t total_rows,
-                        __nv_bfloat16* out, float* lse_out) {
+    merge_splits_kernel(const float* ws_o, const float* ws_lse, int num_splits, int64_t total_rows, OutT* out,
+                        float* lse_out) {
   constexpr int TPS = D / 4;               // threads per split (one float4 each)
   constexpr int NG = kMergeThreads / TPS;  // splits handled at once
   constexpr int U = 4;                     // splits per group per round
@@ -519,9 +529,14 @@ __global__ void __launch_bounds__(kMergeThreads)
       }
     }
     const float inv = L > 0.0f ? 1.0f / L : 0.0f;
-    __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(out + R * D + tid * 4);
-    dst[0] = __floats2bfloat162_rn(o.x * inv, o.y * inv);
-    dst[1] = __floats2bfloat162_rn(o.z * inv, o.w * inv);
+    if constexpr (std::is_same_v<OutT, float>) {
+      *reinterpret_cast<float4*>(out + R * D + tid * 4) =
+          make_float4(o.x * inv, o.y * inv, o.z * inv, o.w * inv);
+    } else {
+      __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(out + R * D + tid * 4);
+      dst[0] = __floats2bfloat162_rn(o.x * inv, o.y * inv);
+      dst[1] = __floats2bfloat162_rn(o.z * inv, o.w * inv);
+    }
     if (tid == 0 && lse_out) lse_out[R] = L > 0.0f ? M + __logf(L) : -INFINITY;
   }
 }
@@ -695,9 +710,13 @@ cudaError_t launch_d(const KernelParams& kp, const Plan& pl, int ns, int hkv, cu
   attr.val.programmaticStreamSerializationAllowed = 1;
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
-  return cudaLaunchKernelEx(&cfg, merge_splits_kernel<D>, static_cast<const float*>(kp.ws_o),
-                            static_cast<const float*>(kp.ws_lse), pl.num_splits, kp.total_rows, kp.out,
-                            kp.lse);
+  const auto* ws_o = static_cast<const float*>(kp.ws_o);
+  const auto* ws_lse = static_cast<const float*>(kp.ws_lse);
+  if (kp.out_f32)
+    return cudaLaunchKernelEx(&cfg, merge_splits_kernel<D, float>, ws_o, ws_lse, pl.num_splits, kp.total_rows,
+                              kp.out_f32, kp.lse);
+  return cudaLaunchKernelEx(&cfg, merge_splits_kernel<D, __nv_bfloat16>, ws_o, ws_lse, pl.num_splits,
+                            kp.total_rows, kp.out, kp.lse);
 }
 
 }  // namespace
@@ -733,9 +752,14 @@ cudaError_t paged_attention(const PagedAttentionParams& p, int64_t total_q, cuda
         (static_cast<size_t>(pl.num_splits) * rows * p.head_dim * sizeof(float) + 255) / 256 * 256;
     kp.ws_o = static_cast<float*>(p.workspace);
     kp.ws_lse = reinterpret_cast<float*>(static_cast<unsigned char*>(p.workspace) + o_bytes);
+  } else if (p.out_f32) {
+    kp.ws_o = p.out_f32;  // one split: the kernel writes the caller's fp32 rows directly
+    kp.ws_lse = p.lse;
   }
-  // Hopper: prefill runs on the wgmma kernel (paged_prefill_sm90.h) where it is eligible.
-  if (!pl.decode && !kp.causal_lens && paged_prefill_sm90_eligible(p, pl.num_splits > 1))
+  kp.out_f32 = p.out_f32;
+  // Hopper: prefill runs on the wgmma kernel (paged_prefill_sm90.h) where it is eligible; it
+  // takes neither causal_lens nor an fp32 output.
+  if (!pl.decode && !kp.causal_lens && !p.out_f32 && paged_prefill_sm90_eligible(p, pl.num_splits > 1))
     return paged_prefill_sm90(p, total_q, stream);
   const int ns = static_cast<int>(p.num_seqs), hkv = static_cast<int>(p.num_kv_heads);
   cudaError_t e = cudaSuccess;

@@ -29,6 +29,11 @@ struct PagedAttentionParams {
   const __nv_bfloat16* q = nullptr;
   int64_t q_stride = 0;
   __nv_bfloat16* out = nullptr;  // [total_q, num_q_heads, head_dim] contiguous
+  // The same rows in fp32 instead of `out` (not used then): a partial state that is merged
+  // again (DCP, KVP, CP: DESIGN.md §3) keeps fp32 until the last merge rounds it to bf16 once.
+  // The values are exactly those that `out` would hold before the rounding. Runs on the
+  // portable kernel (the Hopper prefill kernel writes bf16 only).
+  float* out_f32 = nullptr;
   // [total_q, num_q_heads]: log Σ_{visible j} exp(scale · q·k_j), natural log; −inf when no
   // key is visible (and then out = 0). May be null.
   float* lse = nullptr;
@@ -71,7 +76,7 @@ struct PagedAttentionParams {
 size_t paged_attention_workspace_bytes(const PagedAttentionParams& p, int64_t total_q);
 
 // Enqueues the attention on `stream`. total_q = q_begin[num_seqs] (host copy). Throws
-// std::invalid_argument when Hq is not a multiple of Hkv, head_dim is not 64 or 128,
+// std::invalid_argument when Hq is not a multiple of Hkv, head_dim is not 16, 32, 64 or 128,
 // block_size < 1, or the workspace is too small. Returns the first launch error.
 cudaError_t paged_attention(const PagedAttentionParams& p, int64_t total_q, cudaStream_t stream);
 
