@@ -13,7 +13,10 @@
 #   ninja -C build-gpuranks longctx_cuda_tests longctx
 #   scripts/device/bundle_libs.sh build-gpuranks/devlibs build-gpuranks/tests/longctx_cuda_tests build-gpuranks/src/longctx
 # Through the device tool: `OUT=$OUT bash scripts/device/engine_ranks_gpu.sh` with carry =
-# build-gpuranks/tests/longctx_cuda_tests, build-gpuranks/src/longctx, build-gpuranks/devlibs.
+# build-gpuranks/tests/longctx_cuda_tests, build-gpuranks/src/longctx, build-gpuranks/devlibs (~60 MB),
+# or the same three packed (~11 MB): carry build-gpuranks/engine_ranks.tar.xz and run
+# `tar xJf build-gpuranks/engine_ranks.tar.xz && OUT=$OUT bash scripts/device/engine_ranks_gpu.sh`.
+# At most 100 s of tests plus 4 CLI runs of at most 15 s each.
 # BIN=<build dir> picks another build (its devlibs too). Run from the repo root (the tests read
 # tests/data/hf). One file back in $OUT (the device tool returns few): engine_ranks.log — the
 # device, the tests' output, the CLI runs and their logs (JSON=1 adds the gtest engine_ranks.json).
@@ -24,7 +27,7 @@ BIN=${BIN:-build-gpuranks}
 TESTS=$BIN/tests/longctx_cuda_tests
 CLI=$BIN/src/longctx
 FILTER=${FILTER:-'EngineCudaRanksTest.*'}
-T_TESTS=${T_TESTS:-120}
+T_TESTS=${T_TESTS:-100}
 mkdir -p "$OUT"
 status=0
 export NCCL_NVLS_ENABLE=0  # KINDS.md (the runner uses no NCCL today; kept for when it does)
@@ -57,7 +60,7 @@ if [ -x "$CLI" ]; then
   ids=$(seq -s, 3 2 67)  # 33 prompt tokens
   declare -A got
   for layout in "" "--pp 2" "--tp 2" "--cp 2"; do
-    out=$(LD_LIBRARY_PATH=$LIBS timeout 60 "$CLI" generate --model tests/data/hf/llama_gqa --prompt-ids "$ids" \
+    out=$(LD_LIBRARY_PATH=$LIBS timeout 15 "$CLI" generate --model tests/data/hf/llama_gqa --prompt-ids "$ids" \
       --max-tokens 8 --ignore-eos --device cuda --enforce-eager --max-model-len 512 --gpu-memory-utilization 0.2 $layout \
       2>>"$OUT/.cli.log")
     rc=$?
