@@ -48,7 +48,7 @@ LOG=$OUT/engine_ranks.log
 echo "== $FILTER" | tee -a "$LOG"
 json=()
 [ "${JSON:-0}" = 1 ] && json=(--gtest_output=json:"$OUT/engine_ranks.json")
-LD_LIBRARY_PATH=$LIBS timeout "$T_TESTS" "$TESTS" --gtest_filter="$FILTER" "${json[@]}" >"$OUT/.tests.log" 2>&1
+LD_LIBRARY_PATH=$LIBS timeout "$T_TESTS" "$TESTS" --gtest_filter="$FILTER" ${json[@]+"${json[@]}"} >"$OUT/.tests.log" 2>&1
 rc=$?
 cat "$OUT/.tests.log" >>"$LOG"
 grep -E "^\[  (FAILED|PASSED) |OK \]|FAILED|Failure|\[ gpu \]|error" "$OUT/.tests.log" | head -80
