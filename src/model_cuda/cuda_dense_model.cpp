@@ -96,6 +96,10 @@ Status check_rank_spec(const ModelConfig& cfg, const CudaModelOptions& opts, con
                             layout.to_string() + (pc.helix ? " --helix" : " --ep " + std::to_string(pc.ep)) +
                             " needs " + (pc.helix ? "the Helix exchange" : "expert parallelism") +
                             " across ranks (CPU only)");
+  if (cfg.is_moe() && layout.world_size() > 1)
+    return invalid_argument("the GPU model runs MoE models (" + std::string(architecture_name(cfg.arch)) +
+                            ") on one GPU only so far; " + layout.to_string() +
+                            " needs TP/PP/EP of the experts on the GPU (the CPU backend has them)");
   if (pc.cp > 1 && (pc.dcp > 1 || pc.kvp > 1))
     return invalid_argument("the GPU model does not combine --cp with --dcp or --kvp yet (" +
                             layout.to_string() + "; the CPU does)");
@@ -194,6 +198,9 @@ Status CudaDenseModel::init(DeviceWeights w, size_t used_at_start) {
   }
   LONGCTX_CUBLAS_OK(cublasLtCreate(&blas_.handle), "creating the cuBLASLt handle");
   LONGCTX_RETURN_IF_ERROR(allocate_workspaces());
+  if (cfg_.is_moe()) {
+    LONGCTX_ASSIGN_OR_RETURN(moe_, CudaMoeMlp::create(cfg_, max_tokens_, blas_));
+  }
 
   const std::vector<double> inv = cfg_.rope_inv_freq();
   LONGCTX_ASSIGN_OR_RETURN(inv_freq_,
@@ -543,6 +550,11 @@ Status CudaDenseModel::enqueue_step(const StepShape& s) {
 
     LONGCTX_CUDA_OK(rms_norm_f32(a_.residual, nullptr, lw.post_attention_norm, a_.normed, t, h, eps, stream_),
                     "post-attention norm");
+    if (lw.moe.router) {  // routed layer (cuda_moe_mlp.h; single rank, eager)
+      LONGCTX_RETURN_IF_ERROR(
+          moe_->forward(lw.moe, lw.post_attention_norm, eps, a_.normed, a_.residual, t, stream_));
+      continue;
+    }
     LONGCTX_RETURN_IF_ERROR(gemm(a_.normed, lw.gate_up, lw.gate_up_bias, a_.gate_up, DType::kBF16, t,
                                  2 * inter, h, false, "gate_up_proj"));
     LONGCTX_CUDA_OK(silu_mul(a_.gate_up, a_.gate_up + inter, a_.mlp_act, t, inter, 2 * inter, stream_),
@@ -612,7 +624,8 @@ Status CudaDenseModel::run(const ForwardBatch& global, bool use_graphs) {
   const int64_t bucket = decode ? DecodeGraphs::batch_bucket(ns, opts_.max_num_seqs) : 0;
   // The padded step must fit the buffers sized for max_logit_rows and the block tables.
   const bool graph = use_graphs && opts_.cuda_graphs && decode && bucket > 0 && bucket <= max_rows_ &&
-                     s.table_stride <= max_blocks_per_seq_ && spec_.layout.world_size() == 1;
+                     s.table_stride <= max_blocks_per_seq_ && spec_.layout.world_size() == 1 &&
+                     !moe_;  // MoE steps bring their routing to the host: eager
   if (graph) s.tokens = s.seqs = s.logit_rows = bucket;
   try {
     LONGCTX_RETURN_IF_ERROR(stage(b, s, local ? &causal_lens_ : nullptr));

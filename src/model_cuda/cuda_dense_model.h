@@ -22,6 +22,9 @@
 // in lockstep; only the last stage returns logits or tokens (the others return empty results). Multi-rank
 // steps run eager (no CUDA graphs: the device-staged communicator synchronizes on the host).
 //
+// MoE (Mixtral, Qwen3-MoE): the routed layers run CudaMoeMlp (cuda_moe_mlp.h) — one GPU, eager
+// steps (the routing comes to the host each layer), no decode graphs.
+//
 // Not thread-safe: one thread owns the model and its stream (STYLE.md §18).
 #pragma once
 
@@ -40,6 +43,7 @@
 #include "model/forward_batch.h"
 #include "model_cuda/attention_exchange.h"
 #include "model_cuda/context_parallel.h"
+#include "model_cuda/cuda_moe_mlp.h"
 #include "model_cuda/decode_graphs.h"
 #include "model_cuda/device_buffer.h"
 #include "model_cuda/device_kv_cache.h"
@@ -185,6 +189,7 @@ class CudaDenseModel {
     size_t ids, positions, slots, q_begin, context_lens, logit_rows, block_tables, causal_lens, end;
   } m_{};
   DecodeGraphs graphs_;
+  std::unique_ptr<CudaMoeMlp> moe_;  // Mixtral / Qwen3-MoE routed layers; null for dense models
 };
 
 }  // namespace longctx::cuda

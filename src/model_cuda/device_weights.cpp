@@ -3,7 +3,9 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "model_cuda/cuda_check.h"
 #include "ops/cuda/fill.h"
@@ -37,7 +39,9 @@ size_t assign(const ModelConfig& cfg, const RankShape& rs, bool is_tied, unsigne
   dw.lm_head = !rs.head ? nullptr : share ? dw.embed_tokens : bf(rs.vocab_rows * h);
   dw.final_norm = rs.head ? f32(h) : nullptr;
   dw.layers.assign(static_cast<size_t>(rs.num_layers), {});
-  for (DeviceLayerWeights& l : dw.layers) {
+  const int64_t ne = cfg.num_experts, mi = cfg.moe_intermediate_size;
+  for (size_t li = 0; li < dw.layers.size(); ++li) {
+    DeviceLayerWeights& l = dw.layers[li];
     l.input_norm = f32(h);
     l.qkv = bf(qkv * h);
     if (cfg.qkv_bias) l.qkv_bias = bf(qkv);
@@ -45,6 +49,12 @@ size_t assign(const ModelConfig& cfg, const RankShape& rs, bool is_tied, unsigne
     l.o_proj = bf(h * hq * d);
     if (cfg.qkv_bias && cfg.arch == Architecture::kLlama) l.o_bias = f32(h);
     l.post_attention_norm = f32(h);
+    if (is_moe_layer(cfg, rs.first_layer + static_cast<int64_t>(li))) {
+      l.moe.router = f32(ne * h);
+      l.moe.gate_up = bf(ne * 2 * mi * h);
+      l.moe.down = bf(ne * h * mi);
+      continue;
+    }
     l.gate_up = bf(2 * inter * h);
     if (cfg.mlp_bias) l.gate_up_bias = bf(2 * inter), l.down_bias = f32(h);
     l.down = bf(h * inter);
@@ -91,9 +101,13 @@ Status upload_columns(void* dst, const Tensor& t, DType want, int64_t rows, int6
 }  // namespace
 
 Status check_supported(const ModelConfig& cfg) {
-  if (cfg.is_moe() || cfg.is_mla())
-    return invalid_argument(std::string("the CUDA backend runs dense Llama/Qwen2/Qwen3 models; ") +
-                            architecture_name(cfg.arch) + " (MoE or MLA) is CPU-only so far");
+  if (cfg.is_mla())
+    return invalid_argument(std::string("the CUDA backend runs Llama/Qwen2/Qwen3 and Mixtral/Qwen3-MoE models; ") +
+                            architecture_name(cfg.arch) + " (MLA) is CPU-only so far");
+  if (cfg.is_moe() && (cfg.scoring_func == "sigmoid" || cfg.n_group > 1 || cfg.n_shared_experts > 0))
+    return invalid_argument(std::string("the CUDA backend's MoE layers route by softmax without shared experts "
+                                        "(Mixtral, Qwen3-MoE); ") +
+                            architecture_name(cfg.arch) + "'s routing is CPU-only so far");
   if (cfg.hidden_size % 8 != 0 || cfg.head_dim % 8 != 0)
     return invalid_argument("the CUDA backend needs hidden_size and head_dim multiples of 8 (got " +
                             std::to_string(cfg.hidden_size) + ", " + std::to_string(cfg.head_dim) + ")");
@@ -184,6 +198,22 @@ Result<DeviceWeights> upload_dense_weights(const ModelConfig& cfg, const DenseWe
     LONGCTX_RETURN_IF_ERROR(upload(l.o_bias, lw.o_bias, DType::kF32, h, p + "o_proj.bias"));
     LONGCTX_RETURN_IF_ERROR(upload(l.post_attention_norm, lw.post_attention_norm, DType::kF32, h,
                                    p + "post_attention_layernorm"));
+    if (l.moe.router) {
+      // Routed (single rank only: the rank checks refuse TP/PP/EP splits of MoE models).
+      const int64_t ne = cfg.num_experts, mi = cfg.moe_intermediate_size;
+      if (static_cast<int64_t>(lw.experts.size()) != ne)
+        return invalid_argument("weight " + p + "experts: " + std::to_string(lw.experts.size()) +
+                                " experts, expected " + std::to_string(ne));
+      LONGCTX_RETURN_IF_ERROR(upload(l.moe.router, lw.router, DType::kF32, ne * h, p + "router"));
+      for (int64_t e = 0; e < ne; ++e) {
+        const ExpertWeights& ew = lw.experts[static_cast<size_t>(e)];
+        const std::string x = p + "experts." + std::to_string(e) + ".";
+        LONGCTX_RETURN_IF_ERROR(
+            upload(l.moe.gate_up + e * 2 * mi * h, ew.gate_up, DType::kBF16, 2 * mi * h, x + "gate_up"));
+        LONGCTX_RETURN_IF_ERROR(upload(l.moe.down + e * h * mi, ew.down, DType::kBF16, h * mi, x + "down"));
+      }
+      continue;
+    }
     LONGCTX_RETURN_IF_ERROR(
         upload_rows(l.gate_up, 0, lw.gate_up, DType::kBF16, c0, c0 + li, h, p + "gate_up"));
     LONGCTX_RETURN_IF_ERROR(
@@ -222,6 +252,19 @@ Result<DeviceWeights> random_dense_weights(const ModelConfig& cfg, uint64_t seed
     if (l.k_norm) LONGCTX_CUDA_OK(fill_f32(l.k_norm, d, 1.0f, nullptr), "filling k_norm");
     LONGCTX_CUDA_OK(mat(l.qkv, qkv * h), "filling qkv");
     LONGCTX_CUDA_OK(mat(l.o_proj, h * hq * d), "filling o_proj");
+    if (l.moe.router) {
+      const int64_t ne = cfg.num_experts, mi = cfg.moe_intermediate_size;
+      // The fp32 router from the host (uniform too, so tokens spread over the experts).
+      std::mt19937_64 rng(++s);
+      std::uniform_real_distribution<float> u(-bound, bound);
+      std::vector<float> router(static_cast<size_t>(ne * h));
+      for (float& v : router) v = u(rng);
+      LONGCTX_CUDA_OK(cudaMemcpy(l.moe.router, router.data(), router.size() * 4, cudaMemcpyHostToDevice),
+                      "uploading a random router");
+      LONGCTX_CUDA_OK(mat(l.moe.gate_up, ne * 2 * mi * h), "filling expert gate_up");
+      LONGCTX_CUDA_OK(mat(l.moe.down, ne * h * mi), "filling expert down");
+      continue;
+    }
     LONGCTX_CUDA_OK(mat(l.gate_up, 2 * inter * h), "filling gate_up");
     LONGCTX_CUDA_OK(mat(l.down, h * inter), "filling down");
   }

@@ -23,6 +23,15 @@
 
 namespace longctx::cuda {
 
+// A routed MLP layer (Mixtral, Qwen3-MoE): the router fp32 (as the CPU backend: the
+// routing is decided in fp32, so near-ties fall as they do there), the experts' matrices
+// bf16, stacked expert by expert (grouped_gemm.h's layout). Null on dense layers.
+struct DeviceMoeWeights {
+  float* router = nullptr;           // [num_experts, hidden]
+  __nv_bfloat16* gate_up = nullptr;  // [num_experts, 2·moe_inter, hidden]
+  __nv_bfloat16* down = nullptr;     // [num_experts, hidden, moe_inter]
+};
+
 struct DeviceLayerWeights {
   float* input_norm = nullptr;        // [hidden]
   __nv_bfloat16* qkv = nullptr;       // [(Hq + 2·Hkv)·D, hidden]
@@ -36,6 +45,7 @@ struct DeviceLayerWeights {
   __nv_bfloat16* gate_up_bias = nullptr;  // [2·inter] or null
   __nv_bfloat16* down = nullptr;          // [hidden, inter]
   float* down_bias = nullptr;             // [hidden] or null
+  DeviceMoeWeights moe;                   // routed layers: gate_up/down above are null
 };
 
 struct DeviceWeights {
@@ -63,7 +73,8 @@ RankShape rank_shape(const ModelConfig& cfg, const ParallelLayout& layout, int r
 // Bytes the weights of this config take on the device (the arena's size).
 size_t device_weight_bytes(const ModelConfig& cfg);
 
-// Unsupported configs (MoE, MLA) are an InvalidArgument naming the architecture.
+// Unsupported configs (MLA; MoE with non-softmax routing or shared experts) are an
+// InvalidArgument naming the architecture.
 Status check_supported(const ModelConfig& cfg);
 
 // Copies host weights (any float dtype; converted to bf16 / fp32 on the way).
