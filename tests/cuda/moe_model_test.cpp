@@ -16,9 +16,13 @@
 #include "model/config.h"
 #include "model/dense_model.h"
 #include "model/dense_weights.h"
+#include "model/generation.h"
 #include "model/moe_mlp.h"
 #include "model_cuda/cuda_dense_model.h"
+#include "model_cuda/cuda_moe_mlp.h"
+#include "model_cuda/device_weights.h"
 #include "model_cuda/device_buffer.h"
+#include "ops/cpu/norm.h"
 #include "ops/cuda/moe_routing.h"
 #include "support/fixtures.h"
 
@@ -190,21 +194,105 @@ TEST(MoeRouting, BadParametersAreRefused) {
 }
 
 // ---------------------------------------------------------------------------------------
+// One routed layer (CudaMoeMlp, layer 0 of a fixture) against the CPU's moe_mlp_forward on
+// the same bf16 weights and a random fp32 residual, with each grouped-GEMM method.
+
+void check_moe_layer(const std::string& name) {
+  Fixture f = load_fixture(name);
+  const ModelConfig& cfg = f.cfg;
+  const DenseLayerWeights& lw = f.weights.layers[0];
+  ASSERT_TRUE(lw.is_moe());
+  auto dw = cuda::upload_dense_weights(cfg, f.weights);
+  ASSERT_TRUE(dw.is_ok()) << dw.status().to_string();
+  const cuda::DeviceLayerWeights& dl = dw->layers[0];
+  ASSERT_NE(dl.moe.router, nullptr);
+  const int64_t t = 37, h = cfg.hidden_size;
+  const float eps = static_cast<float>(cfg.rms_norm_eps);
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> residual(static_cast<size_t>(t * h));
+  for (float& v : residual) v = nd(rng);
+  // The CPU: its own fp32 norm, moe_mlp_forward; the delta it adds.
+  std::vector<float> normed(residual.size()), cpu_res = residual;
+  cpu::rms_norm(residual.data(), lw.post_attention_norm.data<float>(), normed.data(), t, h, eps);
+  moe_mlp_forward(cfg, lw, normed.data(), t, cpu_res.data());
+  // The GPU's expert input: that norm rounded to bf16 (the model's rms_norm_f32 output).
+  const Tensor normed_bf16 = Tensor::from_vector(normed, {t, h}).to(DType::kBF16);
+  auto d_res = cuda::DeviceBuffer::allocate(residual.size() * 4, "residual");
+  auto d_norm = cuda::DeviceBuffer::allocate(static_cast<size_t>(normed_bf16.nbytes()), "normed");
+  auto d_ws = cuda::DeviceBuffer::allocate(size_t{32} << 20, "cuBLASLt workspace");
+  ASSERT_TRUE(d_res.is_ok() && d_norm.is_ok() && d_ws.is_ok());
+  ASSERT_EQ(cudaMemcpy(d_norm->get(), normed_bf16.raw(), normed_bf16.nbytes(), cudaMemcpyHostToDevice),
+            cudaSuccess);
+  cuda::BlasContext blas;
+  ASSERT_EQ(cublasLtCreate(&blas.handle), CUBLAS_STATUS_SUCCESS);
+  blas.workspace = d_ws->get(), blas.workspace_bytes = d_ws->bytes();
+  auto moe = cuda::CudaMoeMlp::create(cfg, 64, blas);
+  ASSERT_TRUE(moe.is_ok()) << moe.status().to_string();
+  std::vector<std::vector<float>> deltas;
+  for (cuda::GroupedGemmMethod m : {cuda::GroupedGemmMethod::kLoopLt, cuda::GroupedGemmMethod::kCublasGrouped,
+                                    cuda::GroupedGemmMethod::kAuto}) {
+    (*moe)->set_method(m);
+    ASSERT_EQ(cudaMemcpy(d_res->get(), residual.data(), residual.size() * 4, cudaMemcpyHostToDevice), cudaSuccess);
+    const Status st = (*moe)->forward(dl.moe, dl.post_attention_norm, eps, d_norm->as<__nv_bfloat16>(),
+                                      d_res->as<float>(), t, nullptr);
+    ASSERT_TRUE(st.is_ok()) << st.to_string();
+    ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+    std::vector<float> got(residual.size());
+    ASSERT_EQ(cudaMemcpy(got.data(), d_res->get(), got.size() * 4, cudaMemcpyDeviceToHost), cudaSuccess);
+    // ‖Δgpu − Δcpu‖ / ‖Δcpu‖ over the MoE output (the residual itself would hide it).
+    double num = 0, den = 0, worst_row = 0;
+    std::vector<float> delta(got.size());
+    for (int64_t i = 0; i < t; ++i) {
+      double rn = 0, rd = 0;
+      for (int64_t c = 0; c < h; ++c) {
+        const size_t at = static_cast<size_t>(i * h + c);
+        delta[at] = got[at] - residual[at];
+        const double ref = double(cpu_res[at]) - residual[at], d = delta[at] - ref;
+        rn += d * d, rd += ref * ref;
+      }
+      num += rn, den += rd;
+      worst_row = std::max(worst_row, std::sqrt(rn / rd));
+    }
+    std::printf("[ gpu ] %s layer 0, %s: MoE output vs CPU rms %.3g, worst token %.3g\n", name.c_str(),
+                cuda::grouped_gemm_method_name(m), std::sqrt(num / den), worst_row);
+    // bf16 expert inputs, activations and outputs against the CPU's fp32 ones (~2^-8 each).
+    EXPECT_LE(std::sqrt(num / den), 1.5e-2) << cuda::grouped_gemm_method_name(m);
+    EXPECT_LE(worst_row, 3e-2) << cuda::grouped_gemm_method_name(m) << " (a token routed elsewhere?)";
+    EXPECT_GT(den, 0.0);
+    deltas.push_back(std::move(delta));
+  }
+  // The methods differ only in the GEMMs' summation order.
+  double num = 0, den = 0;
+  for (size_t i = 0; i < deltas[0].size(); ++i) {
+    const double d = double(deltas[1][i]) - deltas[0][i];
+    num += d * d, den += double(deltas[0][i]) * deltas[0][i];
+  }
+  EXPECT_LE(std::sqrt(num / den), 1e-2);
+  cublasLtDestroy(blas.handle);
+}
+
+TEST(CudaMoeLayer, MixtralLayerMatchesTheCpuWithEveryGemmMethod) { check_moe_layer("mixtral_moe"); }
+TEST(CudaMoeLayer, Qwen3MoeLayerMatchesTheCpuWithEveryGemmMethod) { check_moe_layer("qwen3_moe"); }
+
+// ---------------------------------------------------------------------------------------
 // The fixtures.
 
 // Bands. Routed models are not smooth in their weights: a token whose router scores nearly
 // tie may pick another expert once its hidden state moves by bf16 rounding, which moves
-// its logits by far more than rounding (the CPU backend with bf16 weights measures 2.0e-2
-// (mixtral_moe) and 1.9e-1 (qwen3_moe) against transformers from such flips,
-// tests/model/dense_forward_test.cpp, and is held to 2.5e-1). The GPU is held to that
-// band on every prompt, max and rms, and to the dense models' neighbourhood on the short
-// prompts (5 and 33 tokens: few tokens, few chances of a flip) — 5e-2, above the dense
-// 3e-2 because the expert outputs are rounded to bf16 before their weighted sum.
-// Against the CPU on the same bf16 weights the rms band is the tighter one.
+// its logits by far more than rounding. The CPU backend with the same bf16 weights
+// (measured per prompt on this machine, 2026-11-23): mixtral_moe max 7.1e-3 / 1.4e-2 /
+// 1.4e-2 / 2.0e-2 (prompts of 5 / 33 / 300 / 2100 tokens), qwen3_moe 1.9e-1 (a flip) /
+// 9.9e-3 / 2.4e-2 / 1.4e-2; tests/model/dense_forward_test.cpp holds it to 2.5e-1.
+// The GPU is held to that band on every prompt (max; rms 1.5e-1), and, on every prompt
+// where the bf16 weights alone cause no flip (the CPU within the dense models' 3e-2), to
+// 5e-2 — the dense GPU band (3e-2) with room for the expert outputs' bf16 rounding before
+// their weighted sum: the GPU's bf16 activations must not add flips of their own there.
 // PROVISIONAL: set before the first GPU run; the run prints every number.
 constexpr double kMoeBound = 2.5e-1;
 constexpr double kMoeRmsBound = 1.5e-1;
-constexpr double kShortPromptBound = 5e-2;
+constexpr double kDenseCpuBand = 3e-2;  // the CPU's error without a flip
+constexpr double kNoFlipBound = 5e-2;
 constexpr double kCpuRmsBound = 1e-1;
 
 std::vector<int64_t> rows_of(const Golden& g) { return {g.logit_pos.begin(), g.logit_pos.end()}; }
@@ -218,6 +306,44 @@ Tensor cpu_logits(const std::string& name, const Golden& g) {
   auto r = model->forward(g.ids, kv, rows_of(g));
   EXPECT_TRUE(r.is_ok()) << r.status().to_string();
   return *r;
+}
+
+// The CPU backend's greedy continuation on the same bf16 weights. With bf16 weights even the
+// CPU leaves transformers' float64 greedy path on one short prompt (measured 2026-11-23:
+// mixtral_moe's 33-token prompt agrees for 1 of 16 tokens; the other short prompts 16 of
+// 16): a near-tie of the top logits that the weights' rounding breaks the other way.
+std::vector<int32_t> cpu_greedy(const std::string& name, const Golden& g) {
+  ModelLoadOptions lo;
+  lo.dtype = DType::kBF16;
+  auto model = DenseModel::load(hf_dir(name), lo);
+  EXPECT_TRUE(model.is_ok()) << model.status().to_string();
+  GenerationOptions opts;
+  opts.max_new_tokens = static_cast<int64_t>(g.greedy.size());
+  auto out = generate(*model, g.ids, opts);
+  EXPECT_TRUE(out.is_ok()) << out.status().to_string();
+  return out->token_ids;
+}
+
+size_t agreement(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+  size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  return n;
+}
+
+// Greedy on a short prompt: transformers' tokens exactly where the CPU backend on the same
+// bf16 weights reaches them; elsewhere at least the CPU's agreeing prefix (the GPU's bf16
+// activations must not leave the path earlier than the weights' rounding does).
+void expect_short_prompt_greedy(const std::string& name, const Golden& g, const std::vector<int32_t>& got,
+                                const std::string& what) {
+  const std::vector<int32_t> cpu = cpu_greedy(name, g);
+  const size_t gpu_agree = agreement(got, g.greedy), cpu_agree = agreement(cpu, g.greedy);
+  std::printf("[ gpu ] %s prompt of %zu (%s): greedy agrees for %zu of %zu tokens (CPU bf16: %zu)\n",
+              name.c_str(), g.ids.size(), what.c_str(), gpu_agree, g.greedy.size(), cpu_agree);
+  if (cpu == g.greedy) {
+    EXPECT_EQ(got, g.greedy) << "prompt of " << g.ids.size() << ", " << what;
+  } else {
+    EXPECT_GE(gpu_agree, cpu_agree) << "prompt of " << g.ids.size() << ", " << what;
+  }
 }
 
 class CudaMoeGoldenTest : public ::testing::TestWithParam<std::string> {};
@@ -237,11 +363,14 @@ TEST_P(CudaMoeGoldenTest, LogitsMatchTransformersAndTheCpuBackend) {
     const Tensor cpu = cpu_logits(GetParam(), g);
     const double e_golden = relative_error(*logits, g.logits), e_cpu = relative_error(*logits, cpu);
     const double r_golden = rms_relative_error(*logits, g.logits), r_cpu = rms_relative_error(*logits, cpu);
+    const double cpu_golden = relative_error(cpu, g.logits);
     std::printf(
         "[ gpu ] %s prompt of %zu: vs transformers max %.3g rms %.3g; vs CPU bf16 max %.3g rms %.3g; "
         "CPU vs transformers max %.3g\n",
-        GetParam().c_str(), g.ids.size(), e_golden, r_golden, e_cpu, r_cpu, relative_error(cpu, g.logits));
-    if (g.ids.size() <= 33) { EXPECT_LE(e_golden, kShortPromptBound) << "prompt of " << g.ids.size(); }
+        GetParam().c_str(), g.ids.size(), e_golden, r_golden, e_cpu, r_cpu, cpu_golden);
+    if (cpu_golden <= kDenseCpuBand) {
+      EXPECT_LE(e_golden, kNoFlipBound) << "prompt of " << g.ids.size() << " (the CPU: " << cpu_golden << ")";
+    }
     worst_golden = std::max(worst_golden, e_golden);
     worst_cpu = std::max(worst_cpu, e_cpu);
     rms_golden = std::max(rms_golden, r_golden);
@@ -328,11 +457,13 @@ TEST_P(CudaMoeGoldenTest, GreedyDecodeMatchesTransformersOnShortPrompts) {
   }
   EXPECT_EQ((*gpu)->num_graphs(), 0u);
   for (size_t i = 0; i < goldens.size(); ++i) {
-    size_t agree = 0;
-    while (agree < out[i].size() && out[i][agree] == goldens[i].greedy[agree]) ++agree;
-    std::printf("[ gpu ] %s prompt of %zu: greedy agrees for %zu of %zu tokens\n", GetParam().c_str(),
-                goldens[i].ids.size(), agree, goldens[i].greedy.size());
-    if (goldens[i].ids.size() <= 33) { EXPECT_EQ(out[i], goldens[i].greedy) << "prompt of " << goldens[i].ids.size(); }
+    if (goldens[i].ids.size() <= 33) {
+      expect_short_prompt_greedy(GetParam(), goldens[i], out[i], "batched");
+    } else {
+      std::printf("[ gpu ] %s prompt of %zu (batched): greedy agrees for %zu of %zu tokens\n",
+                  GetParam().c_str(), goldens[i].ids.size(), agreement(out[i], goldens[i].greedy),
+                  goldens[i].greedy.size());
+    }
   }
 }
 
@@ -359,7 +490,7 @@ TEST_P(CudaMoeGoldenTest, BatchOneGreedyDecodeMatchesTransformers) {
         ASSERT_TRUE(u.is_ok()) << u.status().to_string();
         out.push_back((*u)[0]);
       }
-      EXPECT_EQ(out, g.greedy) << "prompt of " << g.ids.size() << (graphs ? ", graphs asked" : ", eager");
+      expect_short_prompt_greedy(GetParam(), g, out, graphs ? "batch 1, graphs asked" : "batch 1, eager");
     }
   }
   EXPECT_EQ((*gpu)->num_graphs(), 0u);
@@ -380,7 +511,7 @@ TEST_P(CudaMoeGoldenTest, PlannedPoolProfilesAMoeStep) {
   seqs.schedule(b, seqs.add(), g.ids, rows_of(g));
   auto logits = (*gpu)->forward(b);
   ASSERT_TRUE(logits.is_ok()) << logits.status().to_string();
-  EXPECT_LE(relative_error(*logits, g.logits), kShortPromptBound);
+  EXPECT_LE(relative_error(*logits, g.logits), kMoeBound);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaMoeGoldenTest, ::testing::Values("mixtral_moe", "qwen3_moe"));
