@@ -43,7 +43,6 @@ class CudaModelRunner : public ModelExecutor {
 
  private:
   explicit CudaModelRunner(std::unique_ptr<cuda::CudaDenseModel> model) : model_(std::move(model)) {}
-  static bool is_argmax(const DeviceSampling& d) { return d.temperature == 0.0f && !d.logprob; }
   bool samples_on_device(const DeviceSampling& d) const;
 
   std::unique_ptr<cuda::CudaDenseModel> model_;

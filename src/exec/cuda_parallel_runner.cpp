@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "exec/cuda_step_rows.h"
 #include "model/forward_batch.h"
 #include "parallel/communicator.h"
 #include "parallel/host_communicator.h"
@@ -16,8 +17,6 @@
 
 namespace longctx {
 namespace {
-
-bool is_argmax(const DeviceSampling& d) { return d.temperature == 0.0f && !d.logprob; }
 
 Status cuda_ok(cudaError_t e, const std::string& what) {
   if (e == cudaSuccess) return Status::ok();
@@ -287,49 +286,12 @@ Result<StepLogits> CudaParallelRunner::run(const StepPlan& plan, const RequestLo
   if (!stopped_.is_ok()) return stopped_;
   const cuda::CudaDenseModel& root = *ranks_[size_t(root_)].model;
   const bool can_sample = root.can_sample();
-  // The batch every rank runs: as CudaModelRunner builds it (the engine's global block ids).
-  ForwardBatch batch;
-  StepLogits out;
-  std::vector<int64_t> host_rows;           // indices into batch.logit_rows the host needs
-  std::vector<int64_t> device_rows;         // per chunk: its logit row when sampled on the GPU, else -1
-  std::vector<cuda::SamplingRow> sampling;  // per logit row, when some device row needs a draw
-  bool needs_draw = false;
-  const int64_t bs = block_size();
-  for (const ScheduledChunk& c : plan.chunks) {
-    const Request& r = request(c.request_id);
-    const int64_t first_token = batch.num_tokens();
-    batch.add_sequence(r.token_ids.data() + c.start, c.num_tokens, c.start, c.block_table, bs, false);
-    ChunkRows rows;
-    int64_t device_row = -1;
-    if (all_positions(c.request_id)) {
-      rows.first_row = static_cast<int64_t>(host_rows.size());
-      rows.num_rows = c.num_tokens;
-      rows.all_positions = true;
-      for (int64_t i = 0; i < c.num_tokens; ++i) {
-        host_rows.push_back(static_cast<int64_t>(batch.logit_rows.size()));
-        batch.logit_rows.push_back(first_token + i);
-      }
-    } else if (c.sample) {
-      const std::optional<DeviceSampling> ds = device_sample ? device_sample(c.request_id) : std::nullopt;
-      // Greedy is the step's argmax; other draws need cuda::sample. Every last-stage rank
-      // draws from the same bits with the same (seed, offset); the root's ids are used.
-      if (ds && (is_argmax(*ds) || can_sample)) {
-        device_row = static_cast<int64_t>(batch.logit_rows.size());
-        rows.sampled_on_device = true;
-        needs_draw = needs_draw || !is_argmax(*ds);
-        sampling.resize(batch.logit_rows.size() + 1, cuda::SamplingRow{0, -1, 1, 0, 0, 0});
-        sampling.back() = {ds->temperature, ds->top_k, ds->top_p, ds->min_p, ds->seed, ds->offset};
-      } else {
-        rows.first_row = static_cast<int64_t>(host_rows.size());
-        rows.num_rows = 1;
-        host_rows.push_back(static_cast<int64_t>(batch.logit_rows.size()));
-      }
-      batch.logit_rows.push_back(first_token + c.num_tokens - 1);
-    }
-    device_rows.push_back(device_row);
-    out.rows.push_back(rows);
-  }
-  sampling.resize(batch.logit_rows.size(), cuda::SamplingRow{0, -1, 1, 0, 0, 0});
+  // The batch every rank runs, as CudaModelRunner builds it (the engine's global block ids).
+  // Greedy is the step's argmax; other draws need cuda::sample. Every last-stage rank draws
+  // from the same bits with the same (seed, offset); the root's ids are used.
+  CudaStepRows s = build_cuda_step_rows(plan, request, all_positions, device_sample, block_size(),
+                                        [can_sample](const DeviceSampling& d) { return is_argmax(d) || can_sample; });
+  const ForwardBatch& batch = s.batch;
   // Refused here, before any rank runs (every rank would refuse it alike, but a failure
   // inside the ranks stops the runner): the runner stays usable.
   const cuda::CudaModelOptions& o = root.options();
@@ -344,22 +306,17 @@ Result<StepLogits> CudaParallelRunner::run(const StepPlan& plan, const RequestLo
   cuda::CudaDenseModel::RowsOut root_out;
   const Status ran = on_ranks([&](int rank) -> Status {
     if (step_hook_) LONGCTX_RETURN_IF_ERROR(step_hook_(rank));
-    auto res = ranks_[size_t(rank)].model->forward_rows(batch, host_rows, needs_draw ? &sampling : nullptr,
+    auto res = ranks_[size_t(rank)].model->forward_rows(batch, s.host_rows, s.needs_draw ? &s.sampling : nullptr,
                                                         /*use_graphs=*/false);
     if (!res.is_ok()) return res.status();
     if (rank == root_) root_out = std::move(*res);
     return Status::ok();
   });
   if (!ran.is_ok()) return ran;
-  for (size_t i = 0; i < out.rows.size(); ++i) {
-    if (device_rows[i] < 0) continue;
-    out.rows[i].token = root_out.tokens[static_cast<size_t>(device_rows[i])];
-    if (!root_out.logprobs.empty()) out.rows[i].logprob = root_out.logprobs[static_cast<size_t>(device_rows[i])];
-    ++device_rows_;
-  }
-  host_rows_ += static_cast<int64_t>(host_rows.size());
-  out.logits = std::move(root_out.logits);
-  return out;
+  device_rows_ += take_device_rows(s, root_out);
+  host_rows_ += static_cast<int64_t>(s.host_rows.size());
+  s.out.logits = std::move(root_out.logits);
+  return std::move(s.out);
 }
 
 }  // namespace longctx
